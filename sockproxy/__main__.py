@@ -1,0 +1,5 @@
+import sys
+
+from sockproxy.cli import main
+
+sys.exit(main())
