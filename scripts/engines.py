@@ -405,16 +405,21 @@ class Engine:
 def _wait_ready(engine: Engine, timeout: float = READY_TIMEOUT) -> None:
     """Wait until GET /_ping answers 200; on failure stop the engine and raise with its log."""
     deadline = time.monotonic() + timeout
-    while True:
-        if engine._proc is not None and engine._proc.poll() is not None:
-            problem = f"exited with status {engine._proc.returncode} before its API socket answered"
-            break
-        if os.path.exists(engine.socket) and _ping(engine.socket):
-            return
-        if time.monotonic() > deadline:
-            problem = f"did not answer GET /_ping on {engine.socket} within {timeout:.0f}s"
-            break
-        time.sleep(0.1)
+    try:
+        while True:
+            if engine._proc is not None and engine._proc.poll() is not None:
+                code = engine._proc.returncode
+                problem = f"exited with status {code} before its API socket answered"
+                break
+            if os.path.exists(engine.socket) and _ping(engine.socket):
+                return
+            if time.monotonic() > deadline:
+                problem = f"did not answer GET /_ping on {engine.socket} within {timeout:.0f}s"
+                break
+            time.sleep(0.1)
+    except BaseException:  # interrupted (the CLI turns SIGTERM into KeyboardInterrupt)
+        engine.stop()
+        raise
     tail = _log_tail(engine.log)  # before stop(), which may remove the directory
     engine.stop()
     raise EngineError(f"{engine.kind} {problem}; its log ({engine.log}) ends:\n{tail}")
