@@ -7,15 +7,16 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import structlog
 
 from sockproxy import audit
+from sockproxy.engine import EnginePool
 from sockproxy.listener import ListenError, open_listener, remove_listener
 from sockproxy.policy import PERMISSIVE, PolicyError, load_policy
 from sockproxy.server import Server
-from sockproxy.upstream import AddressError, EnginePool, detect_upstream, probe, unix_path
+from sockproxy.upstream import AddressError, detect_upstream, probe, unix_path
 
 log = structlog.get_logger("sockproxy")
 
@@ -106,14 +107,25 @@ async def serve(args: argparse.Namespace) -> int:
     log.info("shutting down")
     await server.shutdown(args.grace)
     log.info("stopped")
+    audit.flush()
     return 0
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop when installed: the relay's cost is mostly event-loop overhead."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     audit.configure(args.log_format, args.log_level)
     try:
-        return asyncio.run(serve(args))
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            return runner.run(serve(args))
     except (AddressError, ListenError, PolicyError) as exc:
         print(f"sockproxy: {exc}", file=sys.stderr)
         return 2

@@ -14,6 +14,7 @@ values, targets that are not in origin form, unknown HTTP versions.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from enum import Enum
@@ -25,8 +26,6 @@ CRLF = b"\r\n"
 
 # RFC 9110 token characters for methods and header names.
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-# Field values: visible ASCII, obs-text, SP and HTAB; never CR, LF, NUL or DEL.
-_FIELD_VALUE = re.compile(rb"[\t\x20-\x7e\x80-\xff]*")
 # Origin-form request target: starts with "/", no whitespace or controls.
 _ORIGIN_FORM = re.compile(rb"/[\x21-\x7e\x80-\xff]*")
 _DIGITS = re.compile(rb"[0-9]{1,18}")
@@ -35,7 +34,16 @@ _CHUNK_EXT = re.compile(
     rb"(?:[ \t]*;[ \t]*[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
     rb"(?:[ \t]*=[ \t]*(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+|\"(?:[^\"\\\r\n]|\\.)*\"))?)*"
 )
-_STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([0-9]{3})(?: [^\r\n]*)?")
+_STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([0-9]{3})(?: [^\r\n]*)?\r\n")
+# A whole field section: "name: value" lines, each ending in CRLF, then CRLF.
+# One C-level match validates every line (token names touching their colon,
+# no obs-fold, no bare CR or LF, no NUL or DEL) in one go.
+_FIELD_BLOCK = re.compile(rb"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t\x20-\x7e\x80-\xff]*\r\n)*\r\n")
+_FIELD = re.compile(rb"([^:\r\n]+):[ \t]*([^\r\n]*?)[ \t]*\r\n")
+# The only response fields the relay needs; matched after a line start.
+_RESPONSE_FRAMING = re.compile(
+    rb"\n(content-length|transfer-encoding|connection):[ \t]*([^\r\n]*?)[ \t]*\r", re.IGNORECASE
+)
 
 
 class Framing(Enum):
@@ -72,14 +80,10 @@ class ResponseHead:
 
     status: int
     http_minor: int
-    headers: tuple[tuple[str, str], ...]
     framing: Framing
     content_length: int
     keep_alive: bool
     raw: bytes
-
-    def header(self, name: str) -> str | None:
-        return _last(self.headers, name)
 
 
 def _last(headers: tuple[tuple[str, str], ...], name: str) -> str | None:
@@ -89,33 +93,16 @@ def _last(headers: tuple[tuple[str, str], ...], name: str) -> str | None:
     return None
 
 
-def _split_fields(lines: list[bytes]) -> tuple[tuple[str, str], ...]:
-    fields: list[tuple[str, str]] = []
-    for line in lines:
-        name, colon, value = line.partition(b":")
-        if not colon:
-            raise FramingError("malformed header line")
-        # A name must be a token and touch its colon: "Name :" and obsolete
-        # line folding (a line starting with whitespace) are both refused.
-        if _TOKEN.fullmatch(name) is None:
-            raise FramingError("invalid header name")
-        value = value.strip(b" \t")
-        if _FIELD_VALUE.fullmatch(value) is None:
-            raise FramingError("invalid header value")
-        fields.append((name.decode("ascii").lower(), value.decode("latin-1")))
-    return tuple(fields)
-
-
-def _split_head(raw: bytes) -> list[bytes]:
-    if not raw.endswith(HEAD_END):
-        raise FramingError("incomplete message head")
-    lines = raw[: -len(HEAD_END)].split(CRLF)
-    # Any CR or LF left inside a line was a bare one: lenient parsers treat
-    # a bare LF as a line end, strict ones as data, so it frames ambiguously.
-    for line in lines:
-        if b"\r" in line or b"\n" in line:
-            raise FramingError("bare CR or LF in message head")
-    return lines
+def _fields(raw: bytes, start: int) -> tuple[tuple[str, str], ...]:
+    """Validate the field section of ``raw`` from ``start`` and split it."""
+    if _FIELD_BLOCK.fullmatch(raw, start) is None:
+        if not raw.endswith(HEAD_END):
+            raise FramingError("incomplete message head")
+        raise FramingError("invalid header field (bad name, value, folding or line end)")
+    return tuple(
+        (name.decode("ascii").lower(), value.decode("latin-1"))
+        for name, value in _FIELD.findall(raw, start)
+    )
 
 
 def _tokens(value: str) -> list[str]:
@@ -151,10 +138,16 @@ def _keep_alive(http_minor: int, headers: tuple[tuple[str, str], ...]) -> bool:
     return http_minor == 1 or "keep-alive" in options
 
 
+# Clients repeat the same heads (a ping loop, a poll): the parse is pure and
+# its result frozen, so a bounded cache skips the work for a repeat.
+@functools.lru_cache(maxsize=1024)
 def parse_request_head(raw: bytes) -> RequestHead:
     """Validate and parse a request head that ends with CRLF CRLF."""
-    lines = _split_head(raw)
-    parts = lines[0].split(b" ")
+    eol = raw.find(CRLF)
+    line = raw[:eol] if eol >= 0 else raw
+    if b"\r" in line or b"\n" in line:
+        raise FramingError("bare CR or LF in the request line")
+    parts = line.split(b" ")
     if len(parts) != 3:
         raise FramingError("malformed request line")
     method, target, version = parts
@@ -168,7 +161,7 @@ def parse_request_head(raw: bytes) -> RequestHead:
         minor = 0
     else:
         raise FramingError("unsupported HTTP version")
-    headers = _split_fields(lines[1:])
+    headers = _fields(raw, eol + 2)
     framing, length = _body_framing(headers)
     connection = [t for k, v in headers if k == "connection" for t in _tokens(v)]
     upgrade = "upgrade" in connection and any(k == "upgrade" for k, _ in headers)
@@ -187,13 +180,18 @@ def parse_request_head(raw: bytes) -> RequestHead:
 
 def parse_response_head(raw: bytes, request_method: str) -> ResponseHead:
     """Parse a response head from the engine for a request of ``request_method``."""
-    lines = _split_head(raw)
-    match = _STATUS_LINE.fullmatch(lines[0])
+    match = _STATUS_LINE.match(raw)
     if match is None:
         raise FramingError("malformed status line from the engine")
     minor = int(match.group(1))
     status = int(match.group(2))
-    headers = _split_fields(lines[1:])
+    # Only the fields that frame the body are read: the head is forwarded as
+    # the engine wrote it (Go's net/http never emits an invalid field), and
+    # the client frames the body by these same fields.
+    headers = tuple(
+        (name.decode("ascii").lower(), value.decode("latin-1"))
+        for name, value in _RESPONSE_FRAMING.findall(raw, match.end() - 1)
+    )
     framing, length = _body_framing(headers)
     keep_alive = _keep_alive(minor, headers)
     # RFC 9112 section 6.3: these responses never carry a body.
@@ -205,7 +203,6 @@ def parse_response_head(raw: bytes, request_method: str) -> ResponseHead:
     return ResponseHead(
         status=status,
         http_minor=minor,
-        headers=headers,
         framing=framing,
         content_length=length,
         keep_alive=keep_alive,
@@ -223,7 +220,100 @@ def parse_chunk_size(line: bytes) -> int:
 
 def check_trailer_line(line: bytes) -> None:
     """A trailer field line (with CRLF) must be a valid header field."""
-    if line != CRLF:
-        if not line.endswith(CRLF) or b"\r" in line[:-2] or b"\n" in line[:-2]:
-            raise FramingError("invalid chunked trailer")
-        _split_fields([line[:-2]])
+    if line != CRLF and _FIELD_BLOCK.fullmatch(line + CRLF) is None:
+        raise FramingError("invalid chunked trailer")
+
+
+# -- body scanners --------------------------------------------------------------
+# A scanner is fed the bytes that follow a head and says how many of them
+# belong to the body and may be forwarded now; ``done`` is set once the body
+# ended. Bytes after the end belong to the next message. A chunked body's
+# framing lines are only passed once complete and validated, so the receiver
+# can never see a different boundary than the one we checked.
+
+MAX_LINE = 4096  # longest chunk-size or trailer line accepted
+
+
+class LengthBody:
+    """Exactly ``length`` bytes."""
+
+    __slots__ = ("done", "remaining")
+
+    def __init__(self, length: int) -> None:
+        self.remaining = length
+        self.done = length == 0
+
+    def feed(self, data: bytes | bytearray) -> int:
+        take = min(len(data), self.remaining)
+        self.remaining -= take
+        self.done = self.remaining == 0
+        return take
+
+
+class UntilCloseBody:
+    """Everything until the sender closes (responses only)."""
+
+    __slots__ = ("done",)
+
+    def __init__(self) -> None:
+        self.done = False
+
+    def feed(self, data: bytes | bytearray) -> int:
+        return len(data)
+
+
+class ChunkedBody:
+    """One chunked body, through its last chunk and trailer section."""
+
+    __slots__ = ("done", "remaining", "state")
+
+    _SIZE, _DATA, _DATA_END, _TRAILER = range(4)
+
+    def __init__(self) -> None:
+        self.state = self._SIZE
+        self.remaining = 0
+        self.done = False
+
+    def feed(self, data: bytes | bytearray) -> int:
+        pos, end = 0, len(data)
+        while pos < end and not self.done:
+            if self.state == self._DATA:
+                take = min(self.remaining, end - pos)
+                pos += take
+                self.remaining -= take
+                if not self.remaining:
+                    self.state = self._DATA_END
+            elif self.state == self._DATA_END:
+                if end - pos < 2:
+                    break
+                if data[pos : pos + 2] != CRLF:
+                    raise FramingError("chunk data not followed by CRLF")
+                pos += 2
+                self.state = self._SIZE
+            else:
+                eol = data.find(CRLF, pos, pos + MAX_LINE)
+                if eol < 0:
+                    if end - pos >= MAX_LINE:
+                        raise FramingError("chunk framing line too long")
+                    break
+                line = bytes(data[pos : eol + 2])
+                pos = eol + 2
+                if self.state == self._SIZE:
+                    self.remaining = parse_chunk_size(line)
+                    self.state = self._DATA if self.remaining else self._TRAILER
+                else:
+                    check_trailer_line(line)
+                    self.done = line == CRLF
+        return pos
+
+
+BodyScanner = LengthBody | ChunkedBody | UntilCloseBody
+
+
+def body_scanner(framing: Framing, length: int) -> BodyScanner:
+    """The scanner for a body framed as ``framing``."""
+    if framing is Framing.CHUNKED:
+        return ChunkedBody()
+    if framing is Framing.UNTIL_CLOSE:
+        return UntilCloseBody()
+    return LengthBody(length)

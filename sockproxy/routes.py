@@ -9,6 +9,7 @@ the path cleaned the way the engines' routers see it before matching.
 
 from __future__ import annotations
 
+import functools
 import posixpath
 import re
 from dataclasses import dataclass
@@ -87,6 +88,7 @@ def clean_path(path: str) -> str:
     return cleaned
 
 
+@functools.lru_cache(maxsize=4096)  # pure, and targets repeat
 def classify(method: str, target: str) -> Route:
     """Name the endpoint a request is for."""
     raw_path, _, query = target.partition("?")

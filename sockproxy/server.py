@@ -1,21 +1,17 @@
-"""The asyncio shell: listeners, connection tasks and graceful shutdown.
-
-It owns the one catch-all per connection: an unexpected error is logged,
-answered with a 500 if the connection is idle between responses, and ends
-that connection only.
-"""
+"""The asyncio shell: listeners, connection bookkeeping and graceful shutdown."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from typing import Any
 
 import structlog
 
-from sockproxy.connection import ClientProtocol, Connection
+from sockproxy.client import ClientSide
+from sockproxy.engine import EnginePool
 from sockproxy.listener import Listener, remove_listener
 from sockproxy.policy import Policy
-from sockproxy.upstream import EnginePool
 
 log = structlog.get_logger("sockproxy")
 
@@ -26,29 +22,31 @@ class Server:
         self.pool = pool
         self.policy = policy
         self.draining = False
-        self._connections: dict[asyncio.Task[None], Connection] = {}
+        self.connections: set[ClientSide] = set()
         self._servers: list[asyncio.Server] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._all_closed = asyncio.Event()
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         for listener in self.listeners:
-            server = await loop.create_unix_server(lambda: ClientProtocol(self), sock=listener.sock)
+            server = await loop.create_unix_server(lambda: ClientSide(self), sock=listener.sock)
             self._servers.append(server)
 
-    def spawn(self, connection: Connection) -> None:
-        task = asyncio.get_running_loop().create_task(self._run(connection))
-        self._connections[task] = connection
-        task.add_done_callback(self._connections.pop)
+    def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        """Run a helper task (opening an engine connection) that nobody awaits."""
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
 
-    async def _run(self, connection: Connection) -> None:
-        try:
-            await connection.run()
-        except asyncio.CancelledError:
-            connection.writer.close()
-            raise
-        except Exception:
-            log.exception("connection failed")
-            connection.writer.close()
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("internal error", exc_info=task.exception())
+
+    def connection_closed(self) -> None:
+        if self.draining and not self.connections:
+            self._all_closed.set()
 
     async def shutdown(self, grace: float) -> None:
         """Stop accepting, let requests in flight finish for up to ``grace``
@@ -58,14 +56,17 @@ class Server:
             server.close()
         for listener in self.listeners:
             remove_listener(listener)
-        for connection in list(self._connections.values()):
+        for connection in list(self.connections):
             connection.close_if_idle()
-        pending = set(self._connections)
-        if pending:
-            log.info("draining", connections=len(pending), grace_s=grace)
-            _, pending = await asyncio.wait(pending, timeout=grace)
-        for task in pending:
+        if self.connections:
+            log.info("draining", connections=len(self.connections), grace_s=grace)
+            try:
+                await asyncio.wait_for(self._all_closed.wait(), grace)
+            except TimeoutError:
+                log.warning("grace period over, closing", connections=len(self.connections))
+        for connection in list(self.connections):
+            connection.abort()
+        for task in list(self._tasks):
             task.cancel()
-        if pending:
-            await asyncio.wait(pending)
         self.pool.close()
+        await asyncio.sleep(0)  # let the transports run their close callbacks

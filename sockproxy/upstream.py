@@ -1,27 +1,14 @@
-"""The engine side: where the engine's socket is, what engine answers there,
-and a pool of keep-alive connections to it.
-
-Connections to the engine are kept alive and reused: opening one per request
-doubles the engine's own work per request.
-"""
+"""Where the engine's socket is, and what engine answers there."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import stat
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-
-from sockproxy.errors import EngineUnreachable
-
-# Buffer and StreamReader limit for every engine connection.
-STREAM_LIMIT = 256 * 1024
-WRITE_HIGH_WATER = 1024 * 1024
 
 
 class AddressError(Exception):
@@ -96,66 +83,3 @@ async def probe(path: str, limit: float = 5.0) -> EngineInfo:
     names = " ".join(str(c.get("Name", "")) for c in components if isinstance(c, dict))
     kind = "podman" if "podman" in names.lower() else "docker"
     return EngineInfo(kind, str(data.get("Version", "?")), str(data.get("ApiVersion", "?")))
-
-
-class EngineConnection:
-    """One HTTP/1.1 connection to the engine."""
-
-    __slots__ = ("idle_since", "reader", "reused", "writer")
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.reused = False
-        self.idle_since = 0.0
-
-    def usable(self) -> bool:
-        return not (self.reader.at_eof() or self.writer.is_closing())
-
-    def close(self) -> None:
-        self.writer.close()
-
-
-class EnginePool:
-    """Keep-alive connections to the engine, reused most-recent first."""
-
-    def __init__(self, path: str, *, max_idle: int = 64, idle_timeout: float = 30.0) -> None:
-        self.path = path
-        self.max_idle = max_idle
-        self.idle_timeout = idle_timeout
-        self._idle: list[EngineConnection] = []
-        self._closed = False
-
-    async def acquire(self) -> EngineConnection:
-        """An idle connection if one is healthy, else a new one."""
-        now = time.monotonic()
-        while self._idle:
-            conn = self._idle.pop()
-            if conn.usable() and now - conn.idle_since < self.idle_timeout:
-                conn.reused = True
-                return conn
-            conn.close()
-        return await self.connect()
-
-    async def connect(self) -> EngineConnection:
-        try:
-            reader, writer = await asyncio.open_unix_connection(self.path, limit=STREAM_LIMIT)
-        except OSError as exc:
-            raise EngineUnreachable(
-                f"sockproxy: cannot reach the engine at {self.path}: {exc.strerror or exc}"
-            ) from exc
-        writer.transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
-        return EngineConnection(reader, writer)
-
-    def release(self, conn: EngineConnection) -> None:
-        """Give back a connection whose last exchange ended cleanly."""
-        if self._closed or len(self._idle) >= self.max_idle or not conn.usable():
-            conn.close()
-            return
-        conn.idle_since = time.monotonic()
-        self._idle.append(conn)
-
-    def close(self) -> None:
-        self._closed = True
-        while self._idle:
-            self._idle.pop().close()

@@ -1,0 +1,404 @@
+"""One client connection: the request pipeline, driven by callbacks.
+
+    frame -> classify -> decide -> forward | stream | hijack -> audit
+
+Requests on a keep-alive connection are handled one at a time: the bytes
+of a pipelined next request wait in the buffer until the previous response
+has been relayed, and no byte of a request goes to the engine before its
+decision. Early bytes of a hijacked stream (stdin sent before the engine
+answered) are kept and delivered in order. There is no task per request:
+the relay is a pair of protocol objects, which is what makes it cheap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from enum import Enum, auto
+from typing import TYPE_CHECKING, cast
+
+from sockproxy.engine import WRITE_HIGH_WATER, EngineSide
+from sockproxy.errors import (
+    EngineUnreachable,
+    FramingError,
+    HeadTooLarge,
+    ProxyError,
+    error_response,
+)
+from sockproxy.exchange import Exchange
+from sockproxy.framing import HEAD_END, BodyScanner, Framing, body_scanner, parse_request_head
+from sockproxy.policy import evaluate
+from sockproxy.routes import classify
+
+if TYPE_CHECKING:
+    from sockproxy.server import Server
+
+HEAD_LIMIT = 256 * 1024  # largest request head accepted
+PIPELINE_LIMIT = 256 * 1024  # bytes buffered ahead of the current exchange
+
+
+class Refused(ProxyError):
+    """Policy refused the request; it never reaches the engine."""
+
+    status = 403
+    close = False
+
+
+class _State(Enum):
+    HEAD = auto()  # waiting for a request head
+    CONNECTING = auto()  # decided; opening an engine connection
+    BODY = auto()  # streaming the request body to the engine
+    AWAIT = auto()  # request sent; the engine side relays the response
+    PIPE = auto()  # hijacked: raw bytes both ways
+    CLOSED = auto()
+
+
+class ClientSide(asyncio.Protocol):
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.state = _State.HEAD
+        self.buf = bytearray()
+        self.exchange: Exchange | None = None
+        self.engine: EngineSide | None = None
+        self.scanner: BodyScanner | None = None
+        self.peer_eof = False  # the client ended its side
+        self.engine_eof = False  # hijacked: the engine ended its side
+        self.write_paused = False
+        self._pauses: set[str] = set()
+        self._advancing = False
+
+    # -- asyncio callbacks ----------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        self.transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+        self.server.connections.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        state = self.state
+        if state is _State.PIPE:
+            assert self.engine is not None and self.exchange is not None
+            self.exchange.bytes_in += len(data)
+            self.engine.send(data)
+        elif state is _State.BODY and not self.buf:
+            self._send_body(data)
+        elif state is not _State.CLOSED:
+            self.buf += data
+            if state is _State.HEAD:
+                self._advance()
+            elif state is _State.BODY:
+                data = bytes(self.buf)
+                self.buf.clear()
+                self._send_body(data)
+            elif len(self.buf) > PIPELINE_LIMIT:
+                self.pause("pipelined")
+
+    def eof_received(self) -> bool:
+        self.peer_eof = True
+        state = self.state
+        if state is _State.HEAD:
+            return False  # nothing in flight; a partial head can never complete
+        if state is _State.BODY:
+            self._abort()  # the client left inside its request body
+            return False
+        if state is _State.PIPE:
+            assert self.engine is not None
+            self.engine.half_close()
+            if self.engine_eof:
+                self._close()
+            return True
+        if state is _State.AWAIT and not self.buf and self.engine is not None:
+            # Mirror the client: the engine ends what it streams, as it
+            # would if the client were talking to it directly.
+            self.engine.half_close()
+        return True  # the response may still be written
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.state = _State.CLOSED
+        self.server.connections.discard(self)
+        if self.engine is not None:
+            self.engine.close()  # client gone: free the engine connection too
+            self.engine = None
+        if self.exchange is not None:
+            self.exchange.record()
+            self.exchange = None
+        self.server.connection_closed()
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        if self.engine is not None:
+            self.engine.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self.engine is not None:
+            self.engine.resume_reading()
+
+    # -- flow control ---------------------------------------------------------
+
+    def pause(self, reason: str) -> None:
+        """Stop reading from the client until every reason is resumed."""
+        if not self._pauses and self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
+        self._pauses.add(reason)
+
+    def resume(self, reason: str) -> None:
+        if reason not in self._pauses:
+            return
+        self._pauses.discard(reason)
+        if not self._pauses and self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    # -- the request: frame, classify, decide ---------------------------------
+
+    def _advance(self) -> None:
+        if self._advancing:
+            return  # the loop below picks up where an inner call would start
+        self._advancing = True
+        try:
+            self._advance_heads()
+        finally:
+            self._advancing = False
+
+    def _advance_heads(self) -> None:
+        while self.state is _State.HEAD:
+            end = self.buf.find(HEAD_END)
+            if end < 0:
+                if len(self.buf) > HEAD_LIMIT:
+                    self._reply_and_close(HeadTooLarge("request head too large"))
+                elif self.peer_eof:
+                    self._close()
+                return
+            raw = bytes(self.buf[: end + 4])
+            del self.buf[: end + 4]
+            try:
+                head = parse_request_head(raw)
+            except FramingError as exc:
+                self._reply_and_close(exc)
+                return
+            route = classify(head.method, head.target)
+            decision = evaluate(self.server.policy, route, head)
+            exchange = Exchange(head, route, decision, self.server.policy.name, bytes_in=len(raw))
+            if not decision.allowed:
+                self.exchange = exchange
+                self._answer_error(Refused(f"sockproxy: {decision.reason}"))
+                continue
+            self._forward(exchange)
+
+    # -- forward --------------------------------------------------------------
+
+    def _forward(self, exchange: Exchange) -> None:
+        self.exchange = exchange
+        engine = self.server.pool.take()
+        if engine is None:
+            self.state = _State.CONNECTING
+            self.pause("connecting")
+            self.server.spawn(self._connect())
+        else:
+            self._attach(engine)
+
+    async def _connect(self) -> None:
+        try:
+            engine = await self.server.pool.connect()
+        except EngineUnreachable as exc:
+            self.resume("connecting")
+            if self.state is _State.CONNECTING:
+                self._answer_error(exc)
+            return
+        if self.state is not _State.CONNECTING:
+            engine.close()  # the client left meanwhile
+            return
+        self.resume("connecting")
+        self._attach(engine)
+
+    def _attach(self, engine: EngineSide) -> None:
+        exchange = self.exchange
+        assert exchange is not None
+        self.engine = engine
+        engine.bind(self)
+        if self.write_paused:
+            engine.pause_reading()
+        head = exchange.head
+        engine.send(head.raw)
+        if head.framing is Framing.NONE:
+            self._request_sent()
+            return
+        self.state = _State.BODY
+        self.scanner = body_scanner(head.framing, head.content_length)
+        data = bytes(self.buf)
+        self.buf.clear()
+        self._send_body(data)
+
+    def _send_body(self, data: bytes) -> None:
+        scanner, engine, exchange = self.scanner, self.engine, self.exchange
+        assert scanner is not None and engine is not None and exchange is not None
+        try:
+            used = scanner.feed(data)
+        except FramingError as exc:
+            # Nothing past the last valid byte was sent: the engine sees a
+            # truncated body, never a second request smuggled inside it.
+            engine.close()
+            self.engine = None
+            self._reply_and_close(exc)
+            return
+        if used:
+            exchange.bytes_in += used
+            engine.send(data if used == len(data) else data[:used])
+        if used < len(data):
+            self.buf += data[used:]
+        if scanner.done:
+            self._request_sent()
+        elif self.peer_eof:
+            self._abort()
+
+    def _request_sent(self) -> None:
+        assert self.exchange is not None
+        self.state = _State.AWAIT
+        self.scanner = None
+        self.exchange.request_sent = True
+        if self.peer_eof and not self.buf and self.engine is not None:
+            self.engine.half_close()
+        if len(self.buf) > PIPELINE_LIMIT:
+            self.pause("pipelined")
+
+    # -- called by the engine side --------------------------------------------
+
+    def deliver(self, data: bytes) -> None:
+        """Bytes for the client, from the engine."""
+        if self.transport is not None and self.state is not _State.CLOSED:
+            assert self.exchange is not None
+            self.exchange.bytes_out += len(data)
+            self.transport.write(data)
+
+    def response_complete(self, engine: EngineSide, *, reusable: bool) -> None:
+        exchange = self.exchange
+        assert exchange is not None and exchange.response is not None
+        request_done = self.state is _State.AWAIT
+        self.engine = None
+        if reusable and request_done:
+            self.server.pool.release(engine)
+        else:
+            engine.close()  # the engine answered before reading the whole body
+        keep = request_done and exchange.head.keep_alive and exchange.response.keep_alive
+        self._exchange_done(keep_alive=keep)
+
+    def hijacked(self, raw: bytes, early: bytes) -> None:
+        """The engine switched the connection to a raw stream."""
+        exchange, engine = self.exchange, self.engine
+        assert exchange is not None and engine is not None
+        if not exchange.decision.hijack or self.state is not _State.AWAIT:
+            engine.close()
+            self.engine = None
+            self._abort()
+            return
+        self.state = _State.PIPE
+        self.deliver(raw + early)
+        if self.buf:  # stdin the client sent before the engine answered
+            data = bytes(self.buf)
+            self.buf.clear()
+            exchange.bytes_in += len(data)
+            engine.send(data)
+        self.resume("pipelined")
+        if self.peer_eof:
+            engine.half_close()
+
+    def engine_ended(self) -> None:
+        """Hijacked: the engine ended its side; the client's read must end too."""
+        self.engine_eof = True
+        transport = self.transport
+        if transport is not None and transport.can_write_eof() and not transport.is_closing():
+            transport.write_eof()
+        if self.peer_eof:
+            self._close()
+
+    def engine_lost(self) -> None:
+        """Hijacked: the engine connection is gone."""
+        self.engine = None
+        self._close()
+
+    def engine_failed(self, error: ProxyError) -> None:
+        """The engine connection failed during the exchange."""
+        self.engine = None
+        if self.exchange is not None and not self.exchange.response_started:
+            self._answer_error(error)
+        else:
+            self._abort()  # a truncated response: the client must notice
+
+    def retry(self) -> bool:
+        """A reused engine connection closed before answering: resend the
+        request on a fresh one if nothing but its head was sent."""
+        exchange = self.exchange
+        if (
+            exchange is None
+            or self.state is not _State.AWAIT
+            or exchange.head.framing is not Framing.NONE
+        ):
+            return False
+        self.engine = None
+        self.state = _State.CONNECTING
+        self.pause("connecting")
+        self.server.spawn(self._connect())
+        return True
+
+    # -- endings --------------------------------------------------------------
+
+    def _answer_error(self, error: ProxyError) -> None:
+        """Answer the current request with a JSON error and carry on if the
+        connection is still in step (no request body left unread)."""
+        exchange = self.exchange
+        assert exchange is not None
+        body_unread = exchange.head.framing is not Framing.NONE and not exchange.request_sent
+        keep = not error.close and not body_unread and exchange.head.keep_alive
+        exchange.status = error.status
+        payload = error_response(error.status, error.message, close=not keep)
+        exchange.bytes_out += len(payload)
+        if self.transport is not None:
+            self.transport.write(payload)
+        self._exchange_done(keep_alive=keep)
+
+    def _exchange_done(self, *, keep_alive: bool) -> None:
+        exchange = self.exchange
+        if exchange is not None:
+            exchange.record()
+        self.exchange = None
+        if not keep_alive or self.server.draining:
+            self._close()
+            return
+        self.state = _State.HEAD
+        self.resume("pipelined")
+        self.resume("engine")
+        if self.buf or self.peer_eof:
+            self._advance()
+
+    def _reply_and_close(self, error: ProxyError) -> None:
+        if self.transport is not None:
+            self.transport.write(error_response(error.status, error.message, close=True))
+        if self.exchange is not None:
+            self.exchange.status = error.status
+        self._close()
+
+    def _close(self) -> None:
+        """Close after what was written has been flushed (both ways)."""
+        self.state = _State.CLOSED
+        if self.engine is not None:
+            self.engine.finish()
+            self.engine = None
+        if self.transport is not None:
+            self.transport.close()
+
+    def abort(self) -> None:
+        self._abort()
+
+    def _abort(self) -> None:
+        """Close at once, dropping anything unsent."""
+        self.state = _State.CLOSED
+        if self.engine is not None:
+            self.engine.close()
+            self.engine = None
+        if self.transport is not None:
+            self.transport.abort()
+
+    def close_if_idle(self) -> None:
+        """At shutdown: close a connection that has no request in flight."""
+        if self.state is _State.HEAD and not self.buf:
+            self._close()

@@ -1,0 +1,48 @@
+"""One request and its response, as both sides of the relay see it."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from sockproxy import audit
+from sockproxy.framing import RequestHead, ResponseHead
+from sockproxy.policy import Decision
+from sockproxy.routes import Route
+
+
+@dataclass(slots=True, eq=False)
+class Exchange:
+    head: RequestHead
+    route: Route
+    decision: Decision
+    policy: str
+    started: float = field(default_factory=time.monotonic)
+    response: ResponseHead | None = None
+    status: int | None = None  # what the client was answered, ours or the engine's
+    request_sent: bool = False  # the whole request reached the engine
+    bytes_in: int = 0  # client -> engine, heads included
+    bytes_out: int = 0  # engine -> client, heads included
+    recorded: bool = False
+
+    @property
+    def response_started(self) -> bool:
+        return self.bytes_out > 0
+
+    def record(self) -> None:
+        """Emit the audit event, once."""
+        if self.recorded:
+            return
+        self.recorded = True
+        audit.record(
+            method=self.head.method,
+            path=self.route.path,
+            operation=self.route.operation,
+            allowed=self.decision.allowed,
+            rule=self.decision.rule,
+            status=self.status,
+            duration=time.monotonic() - self.started,
+            bytes_in=self.bytes_in,
+            bytes_out=self.bytes_out,
+            policy=self.policy,
+        )
