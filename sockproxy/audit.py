@@ -126,6 +126,7 @@ def record(
     operation: str,
     allowed: bool,
     rule: str | None,
+    warnings: list[str],
     status: int | None,
     duration: float,
     bytes_in: int,
@@ -133,7 +134,7 @@ def record(
     policy: str,
 ) -> None:
     """Emit the audit event for one finished request."""
-    emit = log.info if allowed else log.warning
+    emit = log.info if allowed and not warnings else log.warning
     emit(
         "request",
         method=method,
@@ -142,6 +143,7 @@ def record(
         decision="allow" if allowed else "deny",
         rule=rule,
         status=status,
+        **({"warnings": warnings} if warnings else {}),
         duration_ms=round(duration * 1000, 3),
         bytes_in=bytes_in,
         bytes_out=bytes_out,

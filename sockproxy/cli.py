@@ -4,17 +4,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import json
 import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from enum import Enum
+from pathlib import Path
 
 import structlog
 
 from sockproxy import audit
+from sockproxy.checks import Context
 from sockproxy.engine import EnginePool
+from sockproxy.errors import ProxyError
 from sockproxy.listener import ListenError, open_listener, remove_listener
-from sockproxy.policy import PERMISSIVE, PolicyError, load_policy
+from sockproxy.normalize import normalize
+from sockproxy.policy import PERMISSIVE, PolicyError, check_files, evaluate, load_policy
+from sockproxy.routes import classify
+from sockproxy.schema import policy_schema
 from sockproxy.server import Server
 from sockproxy.upstream import AddressError, detect_upstream, probe, unix_path
 
@@ -67,6 +76,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--log-format", choices=("json", "console"), default="json")
     serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
+    commands.add_parser("schema", help="print the JSON Schema of policy files")
+    check = commands.add_parser("check", help="validate policy files")
+    check.add_argument("files", nargs="+", metavar="FILE")
+    explain = commands.add_parser("explain", help="show the decision a policy makes on a request")
+    explain.add_argument("--policy", required=True, metavar="FILE")
+    explain.add_argument("method", metavar="METHOD")
+    explain.add_argument("path", metavar="PATH", help="request target: /v1.41/containers/create")
+    explain.add_argument("body", nargs="?", metavar="BODY_FILE", help="request body ('-': stdin)")
     return parser
 
 
@@ -75,7 +92,11 @@ async def serve(args: argparse.Namespace) -> int:
     upstream = (
         unix_path(args.upstream) if args.upstream else detect_upstream(os.environ, listen_paths)
     )
-    policy = load_policy(args.policy) if args.policy else PERMISSIVE
+    if args.policy:
+        policy = load_policy(args.policy, Context(own_sockets=(*listen_paths, upstream)))
+    else:
+        policy = PERMISSIVE
+        log.warning("no --policy given: every recognised request is allowed")
     try:
         engine = await probe(upstream)
         log.info(
@@ -120,13 +141,74 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
+def check(args: argparse.Namespace) -> int:
+    """``sockproxy check``: exit 0, or 1 with FILE:LINE:COL: message lines."""
+    errors = list(check_files(args.files))
+    for error in errors:
+        print(error)
+    return 1 if errors else 0
+
+
+def explain(args: argparse.Namespace) -> int:
+    """``sockproxy explain``: the decision, the rule and the fields looked at."""
+    policy = load_policy(args.policy)
+    body: bytes | None = None
+    if args.body == "-":
+        body = sys.stdin.buffer.read()
+    elif args.body:
+        body = Path(args.body).read_bytes()
+    route = classify(args.method.upper(), args.path)
+    print(f"operation: {route.operation} (section {route.section}, {route.api.value} API)")
+    try:
+        request = normalize(route.operation, route.section, route.body, route.query, body)
+    except ProxyError as exc:
+        print(f"decision: deny ({exc.status})\nreason: {exc.message}")
+        return 0
+    decision = evaluate(policy, request)
+    print(f"decision: {'allow' if decision.allowed else 'deny'}")
+    if decision.rule:
+        print(f"rule: {decision.rule}")
+        print(f"reason: {decision.reason}")
+    for warning in decision.warnings:
+        print(f"warning: {warning.rule}: {warning.violation}")
+    print("normalised:")
+    for line in describe(request):
+        print(f"  {line}")
+    return 0
+
+
+def describe(value: object, prefix: str = "") -> list[str]:
+    """The non-empty fields of a normalised request, one per line."""
+    lines: list[str] = []
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for item in dataclasses.fields(value):
+            lines += describe(getattr(value, item.name), f"{prefix}{item.name}")
+        return [line if prefix else line.lstrip(".") for line in lines]
+    if isinstance(value, tuple) and value and dataclasses.is_dataclass(value[0]):
+        for index, element in enumerate(value):
+            lines += describe(element, f"{prefix}[{index}].")
+        return lines
+    if isinstance(value, Enum):
+        value = value.value
+    if value not in (None, "", (), False):
+        lines.append(f"{prefix.rstrip('.')}: {value}")
+    return lines
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    audit.configure(args.log_format, args.log_level)
     try:
+        if args.command == "check":
+            return check(args)
+        if args.command == "explain":
+            return explain(args)
+        if args.command == "schema":
+            print(json.dumps(policy_schema(), indent=2))
+            return 0
+        audit.configure(args.log_format, args.log_level)
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             return runner.run(serve(args))
-    except (AddressError, ListenError, PolicyError) as exc:
+    except (AddressError, ListenError, PolicyError, OSError) as exc:
         print(f"sockproxy: {exc}", file=sys.stderr)
         return 2
 

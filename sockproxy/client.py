@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, cast
 
 from sockproxy.engine import WRITE_HIGH_WATER, EngineSide
 from sockproxy.errors import (
+    BodyTooLarge,
     EngineUnreachable,
     FramingError,
     HeadTooLarge,
@@ -25,15 +26,25 @@ from sockproxy.errors import (
     error_response,
 )
 from sockproxy.exchange import Exchange
-from sockproxy.framing import HEAD_END, BodyScanner, Framing, body_scanner, parse_request_head
-from sockproxy.policy import evaluate
-from sockproxy.routes import classify
+from sockproxy.framing import (
+    HEAD_END,
+    BodyScanner,
+    Framing,
+    RequestHead,
+    body_scanner,
+    dechunk,
+    parse_request_head,
+)
+from sockproxy.normalize import normalize
+from sockproxy.policy import Decision, evaluate
+from sockproxy.routes import Route, classify
 
 if TYPE_CHECKING:
     from sockproxy.server import Server
 
 HEAD_LIMIT = 256 * 1024  # largest request head accepted
 PIPELINE_LIMIT = 256 * 1024  # bytes buffered ahead of the current exchange
+BODY_LIMIT = 4 * 1024 * 1024  # largest body read whole for inspection
 
 
 class Refused(ProxyError):
@@ -43,8 +54,25 @@ class Refused(ProxyError):
     close = False
 
 
+class FormBody(ProxyError):
+    status = 400
+
+
+_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def _refuse_form_body(head: RequestHead) -> None:
+    """Go's net/http merges a form-encoded body into the query parameters
+    (``r.Form``) that the engines read: a parameter could hide there from
+    the policy. No engine client sends such bodies, so they are refused."""
+    content_type = (head.header("content-type") or "").split(";", 1)[0].strip().lower()
+    if head.framing is not Framing.NONE and content_type in _FORM_TYPES:
+        raise FormBody(f"sockproxy: {content_type} request bodies are not accepted")
+
+
 class _State(Enum):
     HEAD = auto()  # waiting for a request head
+    INSPECT = auto()  # reading a body that policy must see before deciding
     CONNECTING = auto()  # decided; opening an engine connection
     BODY = auto()  # streaming the request body to the engine
     AWAIT = auto()  # request sent; the engine side relays the response
@@ -61,6 +89,8 @@ class ClientSide(asyncio.Protocol):
         self.exchange: Exchange | None = None
         self.engine: EngineSide | None = None
         self.scanner: BodyScanner | None = None
+        self.inspected = bytearray()  # the body being read for inspection
+        self.pending: tuple[RequestHead, Route, bytes] | None = None
         self.peer_eof = False  # the client ended its side
         self.engine_eof = False  # hijacked: the engine ended its side
         self.write_paused = False
@@ -84,7 +114,7 @@ class ClientSide(asyncio.Protocol):
             self._send_body(data)
         elif state is not _State.CLOSED:
             self.buf += data
-            if state is _State.HEAD:
+            if state is _State.HEAD or state is _State.INSPECT:
                 self._advance()
             elif state is _State.BODY:
                 data = bytes(self.buf)
@@ -96,8 +126,8 @@ class ClientSide(asyncio.Protocol):
     def eof_received(self) -> bool:
         self.peer_eof = True
         state = self.state
-        if state is _State.HEAD:
-            return False  # nothing in flight; a partial head can never complete
+        if state is _State.HEAD or state is _State.INSPECT:
+            return False  # nothing sent yet, and the request can never complete
         if state is _State.BODY:
             self._abort()  # the client left inside its request body
             return False
@@ -177,13 +207,66 @@ class ClientSide(asyncio.Protocol):
                 self._reply_and_close(exc)
                 return
             route = classify(head.method, head.target)
-            decision = evaluate(self.server.policy, route, head)
-            exchange = Exchange(head, route, decision, self.server.policy.name, bytes_in=len(raw))
-            if not decision.allowed:
-                self.exchange = exchange
-                self._answer_error(Refused(f"sockproxy: {decision.reason}"))
-                continue
-            self._forward(exchange)
+            if route.body and head.framing is not Framing.NONE:
+                self.state = _State.INSPECT
+                self.scanner = body_scanner(head.framing, head.content_length)
+                self.pending = (head, route, raw)
+                self._read_inspected()
+            else:
+                self._decide(head, route, raw, None)
+        if self.state is _State.INSPECT:
+            self._read_inspected()
+
+    def _read_inspected(self) -> None:
+        """Read a body whole (bounded) before deciding: exactly these bytes
+        are what policy sees and what the engine gets."""
+        scanner, pending = self.scanner, self.pending
+        assert scanner is not None
+        assert pending is not None
+        try:
+            used = scanner.feed(self.buf)
+            if len(self.inspected) + used > BODY_LIMIT:
+                raise BodyTooLarge(f"sockproxy: request body over {BODY_LIMIT} bytes")
+        except ProxyError as exc:
+            self._reply_and_close(exc)
+            return
+        self.inspected += self.buf[:used]
+        del self.buf[:used]
+        if not scanner.done:
+            if len(self.buf) > BODY_LIMIT:  # a framing line that never ends
+                self._reply_and_close(BodyTooLarge("sockproxy: request body framing too long"))
+            return
+        head, route, raw = pending
+        body = bytes(self.inspected)
+        self.inspected.clear()
+        self.pending = None
+        self.scanner = None
+        self.state = _State.HEAD
+        self._decide(head, route, raw, body)
+
+    def _decide(self, head: RequestHead, route: Route, raw: bytes, body: bytes | None) -> None:
+        """Normalise and decide; then forward, or answer the refusal."""
+        policy = self.server.policy
+        try:
+            payload = (
+                dechunk(body) if body is not None and head.framing is Framing.CHUNKED else body
+            )
+            request = normalize(route.operation, route.section, route.body, route.query, payload)
+            decision = evaluate(policy, request)
+            failure: ProxyError | None = None if decision.allowed else Refused(decision.reason)
+        except ProxyError as exc:  # a body the engines could read differently, or not at all
+            decision = Decision(False, "invalid-body", exc.message, False)
+            failure = exc
+        exchange = Exchange(head, route, decision, policy.name, bytes_in=len(raw))
+        self.exchange = exchange
+        if failure is not None:
+            exchange.body_consumed = body is not None
+            self._answer_error(failure)
+            return
+        if body is not None:
+            exchange.body_consumed = True
+            exchange.inspected_body = body
+        self._forward(exchange)
 
     # -- forward --------------------------------------------------------------
 
@@ -219,6 +302,10 @@ class ClientSide(asyncio.Protocol):
         if self.write_paused:
             engine.pause_reading()
         head = exchange.head
+        if exchange.inspected_body is not None:
+            engine.send(head.raw + exchange.inspected_body)
+            self._request_sent()
+            return
         engine.send(head.raw)
         if head.framing is Framing.NONE:
             self._request_sent()
@@ -347,7 +434,11 @@ class ClientSide(asyncio.Protocol):
         connection is still in step (no request body left unread)."""
         exchange = self.exchange
         assert exchange is not None
-        body_unread = exchange.head.framing is not Framing.NONE and not exchange.request_sent
+        body_unread = (
+            exchange.head.framing is not Framing.NONE
+            and not exchange.request_sent
+            and not exchange.body_consumed
+        )
         keep = not error.close and not body_unread and exchange.head.keep_alive
         exchange.status = error.status
         payload = error_response(error.status, error.message, close=not keep)

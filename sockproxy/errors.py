@@ -50,7 +50,10 @@ class EngineProtocolError(ProxyError):
 
 
 def error_response(status: int, message: str, *, close: bool) -> bytes:
-    """Serialise a Docker-style JSON error response."""
+    """Serialise a Docker-style JSON error response; the message always says
+    it comes from sockproxy, never from the engine."""
+    if not message.startswith("sockproxy: "):
+        message = f"sockproxy: {message}"
     body = json.dumps({"message": message}).encode() + b"\n"
     try:
         reason = HTTPStatus(status).phrase

@@ -21,6 +21,8 @@ class Exchange:
     response: ResponseHead | None = None
     status: int | None = None  # what the client was answered, ours or the engine's
     request_sent: bool = False  # the whole request reached the engine
+    body_consumed: bool = False  # the request body was read off the client connection
+    inspected_body: bytes | None = None  # the body policy saw, forwarded as it is
     bytes_in: int = 0  # client -> engine, heads included
     bytes_out: int = 0  # engine -> client, heads included
     recorded: bool = False
@@ -40,6 +42,7 @@ class Exchange:
             operation=self.route.operation,
             allowed=self.decision.allowed,
             rule=self.decision.rule,
+            warnings=[f"{w.rule}: {w.violation}" for w in self.decision.warnings],
             status=self.status,
             duration=time.monotonic() - self.started,
             bytes_in=self.bytes_in,

@@ -317,3 +317,16 @@ def body_scanner(framing: Framing, length: int) -> BodyScanner:
     if framing is Framing.UNTIL_CLOSE:
         return UntilCloseBody()
     return LengthBody(length)
+
+
+def dechunk(raw: bytes) -> bytes:
+    """The payload of a complete, already validated chunked body."""
+    payload = bytearray()
+    pos = 0
+    while True:
+        eol = raw.index(CRLF, pos)
+        size = parse_chunk_size(raw[pos : eol + 2])
+        if size == 0:
+            return bytes(payload)
+        payload += raw[eol + 2 : eol + 2 + size]
+        pos = eol + 2 + size + 2

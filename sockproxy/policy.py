@@ -1,69 +1,429 @@
-"""Decide stage: ``evaluate(policy, request) -> Decision``; pure, never raises.
+"""Decide stage: policy files, and ``evaluate(policy, request) -> Decision``.
 
-Until the policy engine lands this module knows one policy, the permissive
-built-in one. A policy file is accepted only when it asks for nothing more
-than that: a file that states rules this version cannot enforce is refused
-at start-up rather than silently ignored (never fail open).
+A policy is data an admin edits (``docs/policy.md``):
+
+    name: ci
+    extends: default.yaml          # optional; relative to this file
+    allow:
+      sections: [system, container, exec, image, volume, network, build]
+      operations: [plugin.list]    # single operations on top of the sections
+    deny:
+      operations: [container.export]
+    checks:
+      - id: no-privileged          # stable rule id, shown in refusals
+        check: privileged          # a check kind from checks.py
+        mode: enforce              # enforce | warn (allow and log) | off
+        message: privileged containers are not allowed here
+
+Loading validates every key against the check registry; an error names
+FILE:LINE:COL, and a policy with any error is never used (never fail open).
+``evaluate`` is pure and never raises; unknown endpoints and operations
+outside the allowed set are refused before any check runs.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+import hashlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
+from types import MappingProxyType
+from typing import Any
 
 import yaml
 
-from sockproxy.framing import RequestHead
-from sockproxy.routes import Route
+from sockproxy.checks import REGISTRY, Context
+from sockproxy.model import Request
 
 
 class PolicyError(Exception):
-    """A policy file cannot be used; fatal at start-up."""
+    """A policy file cannot be used; ``errors`` are ``FILE:LINE:COL: message``."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("\n".join(errors))
+        self.errors = errors
+
+
+class Mode(Enum):
+    ENFORCE = "enforce"
+    WARN = "warn"
+    OFF = "off"
 
 
 @dataclass(frozen=True, slots=True)
-class Decision:
-    allowed: bool
-    rule: str | None  # the rule that decided, None for the default
-    reason: str
-    hijack: bool  # the connection may be handed over to a raw stream
+class Rule:
+    id: str
+    check: str
+    mode: Mode
+    message: str
+    params: MappingProxyType[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
 class Policy:
     name: str
-    source: str | None  # the file it came from, None when built in
+    source: str | None  # the file it came from; None when built in
+    digest: str  # sha256 of the files it was built from, for the audit trail
+    sections: frozenset[str]  # "*" allows every section
+    allow_operations: frozenset[str]
+    deny_operations: frozenset[str]
+    rules: tuple[Rule, ...]
+    context: Context = field(default_factory=Context)
 
-
-PERMISSIVE = Policy(name="builtin-permissive", source=None)
-_ALLOW = Decision(
-    allowed=True, rule=None, reason="allowed by the built-in permissive policy", hijack=True
-)
-_SUPPORTED_KEYS = {"name", "description"}
-
-
-def load_policy(path: str) -> Policy:
-    """Read a policy file; raise PolicyError for anything it cannot honour."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise PolicyError(f"{path}: cannot read policy: {exc.strerror}") from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise PolicyError(f"{path}: invalid YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise PolicyError(f"{path}: a policy must be a YAML mapping")
-    unknown = sorted(str(key) for key in data if key not in _SUPPORTED_KEYS)
-    if unknown:
-        raise PolicyError(
-            f"{path}: this version of sockproxy cannot enforce {', '.join(unknown)}; "
-            "refusing to start rather than ignore them"
+    def allows_operation(self, operation: str, section: str) -> bool:
+        if operation in self.deny_operations:
+            return False
+        return (
+            "*" in self.sections or section in self.sections or (operation in self.allow_operations)
         )
-    name = data.get("name", Path(path).stem)
-    return Policy(name=str(name), source=path)
 
 
-def evaluate(policy: Policy, route: Route, head: RequestHead) -> Decision:
-    """Decide on one request. Every request is allowed by the permissive policy."""
-    return _ALLOW
+@dataclass(frozen=True, slots=True)
+class Warning_:
+    rule: str
+    violation: str
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    allowed: bool
+    rule: str | None  # the rule that refused, or None
+    reason: str  # for a refusal: the message the client sees
+    hijack: bool  # the connection may be handed over to a raw stream
+    warnings: tuple[Warning_, ...] = ()
+
+
+PERMISSIVE = Policy(
+    name="builtin-permissive",
+    source=None,
+    digest="",
+    sections=frozenset({"*"}),
+    allow_operations=frozenset(),
+    deny_operations=frozenset(),
+    rules=(),
+)
+
+UNKNOWN_RULE = "endpoint-not-recognised"
+OPERATION_RULE = "operation-not-allowed"
+
+
+def evaluate(policy: Policy, request: Request) -> Decision:
+    """Decide on one normalised request. Pure; default deny for the unknown."""
+    if request.operation == "unknown":
+        return _refuse(policy, UNKNOWN_RULE, "endpoint not recognised")
+    if not policy.allows_operation(request.operation, request.section):
+        return _refuse(policy, OPERATION_RULE, f"operation {request.operation} is not allowed")
+    if not (
+        request.containers or request.exec or request.volume or request.build or request.plugin
+    ):
+        return _ALLOW
+    warnings: list[Warning_] = []
+    for rule in policy.rules:
+        if rule.mode is Mode.OFF:
+            continue
+        try:
+            violation = next(REGISTRY[rule.check].fn(rule.params, request, policy.context), None)
+        except Exception as exc:  # a failing check must refuse, never allow
+            violation = f"check {rule.check} failed: {type(exc).__name__}"
+            if rule.mode is Mode.WARN:
+                violation += " (refused although in warn mode)"
+                return _refuse(policy, rule.id, violation)
+        if violation is None:
+            continue
+        if rule.mode is Mode.WARN:
+            warnings.append(Warning_(rule.id, violation))
+            continue
+        text = f"{rule.message}: {violation}" if rule.message else violation
+        return _refuse(policy, rule.id, text)
+    return Decision(True, None, "allowed", True, tuple(warnings))
+
+
+_ALLOW = Decision(True, None, "allowed", True)
+
+
+def _refuse(policy: Policy, rule: str, what: str) -> Decision:
+    return Decision(False, rule, f"sockproxy: {what} (rule {rule}, policy {policy.name})", False)
+
+
+# -- loading ---------------------------------------------------------------------
+
+_TOP_KEYS = {"name", "description", "extends", "allow", "deny", "checks", "all-checks"}
+_RULE_KEYS = {"id", "check", "mode", "message"}
+
+
+class _Errors:
+    def __init__(self, filename: str) -> None:
+        self.filename = filename
+        self.items: list[str] = []
+
+    def add(self, node: yaml.Node | None, message: str) -> None:
+        if node is None:
+            self.items.append(f"{self.filename}:1:1: {message}")
+        else:
+            mark = node.start_mark
+            self.items.append(f"{self.filename}:{mark.line + 1}:{mark.column + 1}: {message}")
+
+
+def _mapping(node: yaml.Node, errors: _Errors, what: str) -> dict[str, tuple[yaml.Node, yaml.Node]]:
+    """A mapping node's entries by key; duplicate and non-string keys are errors."""
+    if not isinstance(node, yaml.MappingNode):
+        errors.add(node, f"{what} must be a mapping")
+        return {}
+    entries: dict[str, tuple[yaml.Node, yaml.Node]] = {}
+    for key, value in node.value:
+        if not isinstance(key, yaml.ScalarNode) or key.tag != "tag:yaml.org,2002:str":
+            errors.add(key, f"{what}: keys must be strings")
+            continue
+        if key.value in entries:
+            errors.add(key, f"{what}: duplicate key {key.value!r}")
+            continue
+        entries[key.value] = (key, value)
+    return entries
+
+
+def _unknown(
+    entries: dict[str, tuple[yaml.Node, yaml.Node]], known: set[str], errors: _Errors, what: str
+) -> None:
+    for name, (key, _) in entries.items():
+        if name not in known:
+            hint = _closest(name, known)
+            errors.add(
+                key,
+                f"{what}: unknown key {name!r}" + (f" (did you mean {hint!r}?)" if hint else ""),
+            )
+
+
+def _closest(name: str, known: set[str]) -> str | None:
+    import difflib
+
+    matches = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+    return matches[0] if matches else None
+
+
+def _string(node: yaml.Node, errors: _Errors, what: str) -> str | None:
+    if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:str":
+        return str(node.value)
+    errors.add(node, f"{what} must be a string")
+    return None
+
+
+def _word(node: yaml.Node, errors: _Errors, what: str) -> str | None:
+    """A scalar as written: YAML 1.1 would read ``off`` as false, but an admin
+    writing ``mode: off`` means the word."""
+    if isinstance(node, yaml.ScalarNode) and node.tag in (
+        "tag:yaml.org,2002:str",
+        "tag:yaml.org,2002:bool",
+    ):
+        return str(node.value)
+    errors.add(node, f"{what} must be a word")
+    return None
+
+
+def _strings(node: yaml.Node, errors: _Errors, what: str) -> list[str]:
+    if not isinstance(node, yaml.SequenceNode):
+        errors.add(node, f"{what} must be a list of strings")
+        return []
+    out = []
+    for item in node.value:
+        value = _string(item, errors, f"{what} item")
+        if value is not None:
+            out.append(value)
+    return out
+
+
+def _bool(node: yaml.Node, errors: _Errors, what: str) -> bool | None:
+    if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:bool":
+        return bool(yaml.safe_load(node.value))
+    errors.add(node, f"{what} must be true or false")
+    return None
+
+
+@dataclass
+class _Draft:
+    """A policy as read from one file, before ``extends`` is applied."""
+
+    name: str | None = None
+    extends: str | None = None
+    sections: list[str] | None = None
+    allow_operations: list[str] | None = None
+    deny_operations: list[str] | None = None
+    rules: list[Rule] = field(default_factory=list)
+    all_checks: Mode | None = None  # applied to every rule, inherited ones too
+
+
+def _read(path: Path, errors: _Errors) -> _Draft:
+    draft = _Draft()
+    try:
+        root = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+    except OSError as exc:
+        errors.add(None, f"cannot read policy: {exc.strerror}")
+        return draft
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"{mark.line + 1}:{mark.column + 1}" if mark else "1:1"
+        errors.items.append(f"{errors.filename}:{where}: invalid YAML: {exc.problem}")
+        return draft
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        errors.add(None, f"invalid YAML: {exc}")
+        return draft
+    if root is None:
+        errors.add(None, "the policy is empty")
+        return draft
+    top = _mapping(root, errors, "policy")
+    _unknown(top, _TOP_KEYS, errors, "policy")
+    if "name" in top:
+        draft.name = _string(top["name"][1], errors, "name")
+    if "description" in top:
+        _string(top["description"][1], errors, "description")
+    if "extends" in top:
+        draft.extends = _string(top["extends"][1], errors, "extends")
+    for part in ("allow", "deny"):
+        if part not in top:
+            continue
+        entries = _mapping(top[part][1], errors, part)
+        _unknown(
+            entries, {"sections", "operations"} if part == "allow" else {"operations"}, errors, part
+        )
+        if "sections" in entries:
+            draft.sections = _strings(entries["sections"][1], errors, "allow.sections")
+        if "operations" in entries:
+            ops = _strings(entries["operations"][1], errors, f"{part}.operations")
+            if part == "allow":
+                draft.allow_operations = ops
+            else:
+                draft.deny_operations = ops
+    if "all-checks" in top:
+        text = _word(top["all-checks"][1], errors, "all-checks")
+        try:
+            draft.all_checks = Mode(text) if text is not None else None
+        except ValueError:
+            errors.add(top["all-checks"][1], "all-checks must be enforce, warn or off")
+    if "checks" in top:
+        node = top["checks"][1]
+        if not isinstance(node, yaml.SequenceNode):
+            errors.add(node, "checks must be a list")
+        else:
+            draft.rules = [r for item in node.value if (r := _rule(item, errors)) is not None]
+    return draft
+
+
+def _rule(node: yaml.Node, errors: _Errors) -> Rule | None:
+    entries = _mapping(node, errors, "check")
+    before = len(errors.items)
+    rule_id = _string(entries["id"][1], errors, "id") if "id" in entries else None
+    kind_name = _string(entries["check"][1], errors, "check") if "check" in entries else None
+    if rule_id is None and "id" not in entries:
+        errors.add(node, "check: missing 'id'")
+    if kind_name is None and "check" not in entries:
+        errors.add(node, "check: missing 'check' (the kind of check)")
+    kind = REGISTRY.get(kind_name or "")
+    if kind_name is not None and kind is None:
+        hint = _closest(kind_name, set(REGISTRY))
+        errors.add(
+            entries["check"][1],
+            f"unknown check kind {kind_name!r}" + (f" (did you mean {hint!r}?)" if hint else ""),
+        )
+    param_keys = {name.replace("_", "-") for name in kind.params} if kind else set()
+    _unknown(
+        entries,
+        _RULE_KEYS | param_keys if kind else _RULE_KEYS | set(entries),
+        errors,
+        f"check {rule_id or ''}".strip(),
+    )
+    mode = Mode.ENFORCE
+    if "mode" in entries:
+        text = _word(entries["mode"][1], errors, "mode")
+        if text is not None:
+            try:
+                mode = Mode(text)
+            except ValueError:
+                errors.add(entries["mode"][1], "mode must be enforce, warn or off")
+    message = ""
+    if "message" in entries:
+        message = _string(entries["message"][1], errors, "message") or ""
+    params: dict[str, Any] = {}
+    if kind is not None:
+        for name, param in kind.params.items():
+            key = name.replace("_", "-")
+            if key not in entries:
+                params[name] = param.default
+            elif param.kind == "bool":
+                params[name] = _bool(entries[key][1], errors, key)
+            else:
+                params[name] = tuple(_strings(entries[key][1], errors, key))
+    if len(errors.items) != before or rule_id is None or kind is None:
+        return None
+    return Rule(rule_id, kind.name, mode, message, MappingProxyType(params))
+
+
+def _merge(base: _Draft, child: _Draft) -> _Draft:
+    """``extends``: the child's lists replace the base's; rules merge by id."""
+    rules = {rule.id: rule for rule in base.rules}
+    for rule in child.rules:
+        rules[rule.id] = rule
+    return _Draft(
+        name=child.name or base.name,
+        sections=child.sections if child.sections is not None else base.sections,
+        allow_operations=(
+            child.allow_operations if child.allow_operations is not None else base.allow_operations
+        ),
+        deny_operations=(
+            child.deny_operations if child.deny_operations is not None else base.deny_operations
+        ),
+        rules=list(rules.values()),
+        all_checks=child.all_checks,
+    )
+
+
+def _load_draft(path: Path, errors: list[str], seen: tuple[Path, ...], digest: Any) -> _Draft:
+    resolved = path.resolve()
+    file_errors = _Errors(str(path))
+    if resolved in seen:
+        file_errors.add(None, "extends loops back to " + str(path))
+        errors.extend(file_errors.items)
+        return _Draft()
+    draft = _read(path, file_errors)
+    errors.extend(file_errors.items)
+    with contextlib.suppress(OSError):
+        digest.update(path.read_bytes())
+    ids = [rule.id for rule in draft.rules]
+    for duplicate in sorted({i for i in ids if ids.count(i) > 1}):
+        errors.append(f"{path}:1:1: rule id {duplicate!r} is used twice")
+    if draft.extends is not None:
+        base = _load_draft(path.parent / draft.extends, errors, (*seen, resolved), digest)
+        draft = _merge(base, draft)
+    if draft.all_checks is not None:
+        mode = draft.all_checks
+        draft.rules = [Rule(r.id, r.check, mode, r.message, r.params) for r in draft.rules]
+    return draft
+
+
+def load_policy(path: str, context: Context | None = None) -> Policy:
+    """Load and validate a policy file (and what it extends)."""
+    errors: list[str] = []
+    digest = hashlib.sha256()
+    draft = _load_draft(Path(path), errors, (), digest)
+    if errors:
+        raise PolicyError(errors)
+    return Policy(
+        name=draft.name or Path(path).stem,
+        source=os.path.abspath(path),
+        digest=digest.hexdigest()[:16],
+        sections=frozenset(draft.sections or ()),
+        allow_operations=frozenset(draft.allow_operations or ()),
+        deny_operations=frozenset(draft.deny_operations or ()),
+        rules=tuple(draft.rules),
+        context=context or Context(),
+    )
+
+
+def check_files(paths: list[str]) -> Iterator[str]:
+    """Every error in the given policy files (``sockproxy check``)."""
+    for path in paths:
+        try:
+            load_policy(path)
+        except PolicyError as exc:
+            yield from exc.errors

@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -104,12 +104,12 @@ class Proxy:
 _current_proxies: list[Proxy] = []
 
 
-def _start_proxy(eng: engines.Engine, log_dir: Path) -> Proxy:
+def _start_proxy(eng: engines.Engine, log_dir: Path, args: Sequence[str] = ()) -> Proxy:
     """Start `python -m sockproxy serve` in front of `eng`; wait until /_ping answers."""
     workdir = short_tmpdir("spp-")
     sock = os.path.join(workdir, "proxy.sock")
     log = str(log_dir / "proxy.log")
-    extra = shlex.split(os.environ.get("SOCKPROXY_E2E_PROXY_ARGS", ""))
+    extra = [*shlex.split(os.environ.get("SOCKPROXY_E2E_PROXY_ARGS", "")), *args]
     argv = [
         sys.executable, "-m", "sockproxy", "serve",
         "--listen", f"unix://{sock}",
@@ -169,13 +169,34 @@ def _stop_proxy(proxy: Proxy) -> None:
 @pytest.fixture(scope="session")
 def proxy(engine: engines.Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
     """sockproxy in front of `engine`, stopped with SIGTERM at the end (exit 0, socket gone)."""
+    yield from running_proxy(engine, tmp_path_factory, ())
+
+
+@pytest.fixture(scope="session")
+def guarded(engine: engines.Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
+    """sockproxy enforcing the shipped policies/default.yaml in front of `engine`."""
+    yield from running_proxy(
+        engine, tmp_path_factory, ("--policy", str(REPO / "policies" / "default.yaml"))
+    )
+
+
+@pytest.fixture(scope="session")
+def guarded_docker(guarded: Proxy, tmp_path_factory: pytest.TempPathFactory) -> DockerCLI:
+    """The Docker CLI talking to the policy-enforcing proxy."""
+    config = tmp_path_factory.mktemp(f"docker-config-guarded-{guarded.engine.kind}")
+    return DockerCLI(guarded.socket, str(config))
+
+
+def running_proxy(
+    engine: engines.Engine, tmp_path_factory: pytest.TempPathFactory, args: Sequence[str]
+) -> Iterator[Proxy]:
     if DIRECT:
         p = Proxy(engine.socket, engine, direct=True)
         _current_proxies.append(p)
         yield p
         _current_proxies.remove(p)
         return
-    p = _start_proxy(engine, tmp_path_factory.mktemp(f"proxy-{engine.kind}"))
+    p = _start_proxy(engine, tmp_path_factory.mktemp(f"proxy-{engine.kind}"), args)
     _current_proxies.append(p)
     try:
         yield p

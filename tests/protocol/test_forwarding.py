@@ -47,9 +47,9 @@ async def test_pipelined_requests_are_answered_in_order(
 
     engine.handler = numbered
     client = await connect()
-    client.writer.write(b"GET /first HTTP/1.1\r\n\r\nGET /second HTTP/1.1\r\n\r\n")
-    assert (await client.response())[1] == b"/first"
-    assert (await client.response())[1] == b"/second"
+    client.writer.write(b"GET /_ping?first HTTP/1.1\r\n\r\nGET /_ping?second HTTP/1.1\r\n\r\n")
+    assert (await client.response())[1] == b"/_ping?first"
+    assert (await client.response())[1] == b"/_ping?second"
 
 
 async def test_headers_pass_byte_for_byte(engine: FakeEngine, connect: Connect) -> None:

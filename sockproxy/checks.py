@@ -1,0 +1,335 @@
+"""The check kinds a policy can use: one small pure function each.
+
+A check sees only the normalised ``Request`` (never raw JSON, raw paths or
+the API flavour) and its rule's parameters, and yields one sentence per
+violation, naming the field in the engine's own spelling. Policies refer to
+checks by their kind name; a rule adds an id, a mode and a message.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sockproxy import hostpaths
+from sockproxy.model import ContainerSpec, Mount, NamespaceMode, Request
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """Facts about this host a check may need."""
+
+    own_sockets: tuple[str, ...] = ()  # sockproxy's listeners and upstream
+
+
+Params = Mapping[str, Any]
+CheckFn = Callable[[Params, Request, Context], Iterator[str]]
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    kind: str  # "strings" | "bool"
+    default: Any
+    help: str
+
+
+@dataclass(frozen=True, slots=True)
+class CheckKind:
+    name: str
+    help: str
+    params: Mapping[str, Param]
+    fn: CheckFn
+
+
+REGISTRY: dict[str, CheckKind] = {}
+
+
+def check(name: str, help: str, **params: Param) -> Callable[[CheckFn], CheckFn]:
+    def register(fn: CheckFn) -> CheckFn:
+        REGISTRY[name] = CheckKind(name, help, params, fn)
+        return fn
+
+    return register
+
+
+def _containers(request: Request) -> Iterator[ContainerSpec]:
+    yield from request.containers
+
+
+def _where(origin: str) -> str:
+    return f" ({origin})" if origin else ""
+
+
+# -- privileges -----------------------------------------------------------------
+
+
+@check("privileged", "Refuse privileged containers and privileged exec sessions.")
+def privileged(params: Params, request: Request, ctx: Context) -> Iterator[str]:
+    for spec in _containers(request):
+        if spec.privileged:
+            yield f"privileged container{_where(spec.origin)}"
+    if request.exec is not None and request.exec.privileged:
+        yield "privileged exec session"
+
+
+@check(
+    "capabilities",
+    "Refuse added capabilities outside an allowed set (ALL is never allowed).",
+    allow=Param("strings", [], "capability names without CAP_, e.g. NET_BIND_SERVICE"),
+)
+def capabilities(params: Params, request: Request, ctx: Context) -> Iterator[str]:
+    allowed = {c.upper().removeprefix("CAP_") for c in params["allow"]}
+    for spec in _containers(request):
+        for cap in spec.cap_add:
+            if cap == "ALL" or cap not in allowed:
+                yield f"capability {cap} added{_where(spec.origin)}"
+
+
+@check(
+    "security-options",
+    "Refuse security options outside an allowed list (unconfined seccomp, AppArmor "
+    "or SELinux, custom seccomp profiles, systempaths=unconfined).",
+    allow=Param("strings", [], "glob patterns of key=value options, e.g. no-new-privileges*"),
+)
+def security_options(params: Params, request: Request, ctx: Context) -> Iterator[str]:
+    patterns = params["allow"]
+    for spec in _containers(request):
+        for option in spec.security_opt:
+            if not any(fnmatch.fnmatchcase(option, p) for p in patterns):
+                shown = option if len(option) <= 60 else option[:57] + "..."
+                yield f"security option {shown}{_where(spec.origin)}"
+
+
+@check("masked-paths", "Refuse unmasking /proc and /sys paths or replacing the masked set.")
+def masked_paths(params: Params, request: Request, ctx: Context) -> Iterator[str]:
+    for spec in _containers(request):
+        if spec.masked_paths_override:
+            yield f"masked or read-only paths replaced{_where(spec.origin)}"
+        for path in spec.unmasked_paths:
+            yield f"{path} unmasked{_where(spec.origin)}"
+
+
+@check(
+    "runtime",
+    "Refuse OCI runtimes outside an allowed list.",
+    allow=Param("strings", ["", "runc", "crun", "io.containerd.runc.v2"], "runtime names"),
+)
+def runtime(params: Params, request: Request, ctx: Context) -> Iterator[str]:
+    for spec in _containers(request):
+        if spec.runtime not in params["allow"]:
+            yield f"runtime {spec.runtime}{_where(spec.origin)}"
+
+
+@check("cgroup-parent", "Refuse placing containers under a chosen cgroup parent.")
+def cgroup_parent(params: Params, request: Request, ctx: Context) -> Iterator[str]:
+    for spec in _containers(request):
+        if spec.cgroup_parent:
+            yield f"cgroup parent {spec.cgroup_parent}{_where(spec.origin)}"
+
+
+@check(
+    "oci-annotations",
+    "Refuse OCI annotations the runtime or engine acts on.",
+    deny=Param(
+        "strings",
+        ["run.oci.*", "org.systemd.property.*", "io.kubernetes.cri-o.*", "io.podman.annotations.*"],
+        "glob patterns of annotation keys",
+    ),
+)
+def oci_annotations(params: Params, request: Request, ctx: Context) -> Iterator[str]:
+    for spec in _containers(request):
+        for key, _ in spec.annotations:
+            if any(fnmatch.fnmatchcase(key, p) for p in params["deny"]):
+                yield f"annotation {key}{_where(spec.origin)}"
+
+
+@check(
+    "host-files",
+    "Refuse options that make the engine read or write a host file "
+    "(ContainerIDFile, log path, init path, seccomp profile path, hosts file...).",
+)
+def host_files(params: Params, request: Request, ctx: Context) -> Iterator[str]:
+    for spec in _containers(request):
+        for item in spec.host_files:
+            yield f"host file {item.path} as {item.purpose}{_where(item.origin)}"
+
+
+@check(
+    "exec-user-root",
+    "Refuse exec sessions that run as root (user empty, 0 or root).",
+)
+def exec_user_root(params: Params, request: Request, ctx: Context) -> Iterator[str]:
+    if request.exec is not None:
+        user = request.exec.user.split(":", 1)[0]
+        if user in ("", "0", "root"):
+            yield "exec session as root"
+
+
+# -- host resources -----------------------------------------------------------------
+
+
+def _host_sources(request: Request) -> Iterator[tuple[str, str]]:
+    """Every host path a request would mount: (source, origin)."""
+    for spec in _containers(request):
+        for mount in spec.mounts:
+            source = _mount_host_source(mount)
+            if source is not None:
+                yield source, mount.origin
+    if request.volume is not None and request.volume.bind_source:
+        yield request.volume.bind_source, "volume create DriverOpts"
+
+
+def _mount_host_source(mount: Mount) -> str | None:
+    if mount.kind in ("bind", "glob"):
+        return mount.source
+    if mount.kind == "volume":
+        options = dict(mount.volume_options)
+        if mount.volume_driver in ("", "local") and "device" in options:
+            kinds = {options.get("type", ""), *options.get("o", "").split(",")}
+            if kinds & {"bind", "rbind", "none"}:
+                return options["device"]
+    return None
+
+
+@check(
+    "bind-mounts",
+    "Bind mounts (and volumes that are binds) only from under allowed host paths, "
+    "never from denied ones. Sources are cleaned and resolved through symlinks on "
+    "this host, and compared by path component.",
+    allow=Param("strings", [], "host directories binds may come from"),
+    deny=Param("strings", [], "names (.ssh) or absolute globs (/run/user/*) never bound"),
+)
+def bind_mounts(params: Params, request: Request, ctx: Context) -> Iterator[str]:
+    roots = [hostpaths.resolve(root) for root in params["allow"]]
+    for source, origin in _host_sources(request):
+        if not source.startswith("/"):
+            yield f"bind mount of relative path {source}{_where(origin)}"
+            continue
+        resolved = hostpaths.resolve(source)
+        shown = source if resolved == hostpaths.clean(source) else f"{source} (-> {resolved})"
+        if not any(hostpaths.is_under(resolved, root) for root in roots):
+            yield f"bind mount of {shown}{_where(origin)} is outside the allowed paths"
+            continue
+        for pattern in params["deny"]:
+            if hostpaths.matches(resolved, pattern) or hostpaths.matches(
+                hostpaths.clean(source), pattern
+            ):
+                yield f"bind mount of {shown}{_where(origin)} matches denied {pattern}"
+                break
+
+
+@check(
+    "engine-socket",
+    "Refuse mounting an engine socket (Docker, Podman, containerd, CRI-O, "
+    "sockproxy's own), any socket file, or a directory that holds one.",
+)
+def engine_socket(params: Params, request: Request, ctx: Context) -> Iterator[str]:
+    sources = list(_host_sources(request))
+    if not sources:
+        return
+    sockets = hostpaths.engine_sockets(ctx.own_sockets)
+    for source, origin in sources:
+        if not source.startswith("/"):
+            continue
+        exposed = hostpaths.reaches_socket(hostpaths.resolve(source), sockets)
+        if exposed is not None:
+            yield f"bind mount of {source}{_where(origin)} exposes the socket {exposed}"
+
+
+@check(
+    "mount-options",
+    "Refuse mount options that redirect writes or propagate mounts to the host.",
+    deny=Param(
+        "strings",
+        ["upperdir=*", "workdir=*", "shared", "rshared"],
+        "glob patterns of mount options",
+    ),
+)
+def mount_options(params: Params, request: Request, ctx: Context) -> Iterator[str]:
+    for spec in _containers(request):
+        for mount in spec.mounts:
+            for option in mount.options:
+                if any(fnmatch.fnmatchcase(option, p) for p in params["deny"]):
+                    yield f"mount option {option}{_where(mount.origin)}"
+
+
+@check(
+    "devices",
+    "Refuse host devices (outside an allowed list), device requests (GPUs) and "
+    "device cgroup rules.",
+    allow=Param("strings", [], "host device paths that may be passed through"),
+)
+def devices(params: Params, request: Request, ctx: Context) -> Iterator[str]:
+    for spec in _containers(request):
+        for device in spec.devices:
+            if hostpaths.clean(device.host_path) not in params["allow"]:
+                yield f"device {device.host_path}{_where(device.origin)}"
+        for description in spec.device_requests:
+            yield f"device request {description}{_where(spec.origin)}"
+        for rule in spec.device_cgroup_rules:
+            yield f"device cgroup rule {rule}{_where(spec.origin)}"
+
+
+@check(
+    "host-namespaces",
+    "Refuse the host's namespaces (and namespaces joined by host path); joining "
+    "another container's namespace is allowed unless allow-join is false.",
+    kinds=Param(
+        "strings", ["pid", "ipc", "net", "uts", "user", "cgroup"], "namespace kinds checked"
+    ),
+    allow_join=Param("bool", True, "whether joining another container's namespace is allowed"),
+)
+def host_namespaces(params: Params, request: Request, ctx: Context) -> Iterator[str]:
+    for spec in _containers(request):
+        for ns in spec.namespaces:
+            if ns.kind not in params["kinds"]:
+                continue
+            if ns.mode is NamespaceMode.HOST:
+                yield f"host {ns.kind} namespace{_where(ns.origin)}"
+            elif ns.mode is NamespaceMode.PATH:
+                yield f"{ns.kind} namespace joined by path {ns.target}{_where(ns.origin)}"
+            elif ns.mode is NamespaceMode.CONTAINER and not params["allow_join"]:
+                yield f"joins {ns.kind} namespace of {ns.target}{_where(ns.origin)}"
+
+
+@check(
+    "sysctls",
+    "Sysctls only from an allowed list (glob patterns).",
+    allow=Param("strings", [], "glob patterns of sysctl names"),
+)
+def sysctls(params: Params, request: Request, ctx: Context) -> Iterator[str]:
+    for spec in _containers(request):
+        for name, _ in spec.sysctls:
+            if not any(fnmatch.fnmatchcase(name, p) for p in params["allow"]):
+                yield f"sysctl {name}{_where(spec.origin)}"
+
+
+@check("volumes-from", "Refuse mounting the volumes of another container (VolumesFrom).")
+def volumes_from(params: Params, request: Request, ctx: Context) -> Iterator[str]:
+    for spec in _containers(request):
+        for source in spec.volumes_from:
+            yield f"volumes from {source}{_where(spec.origin)}"
+
+
+@check(
+    "build-host-access",
+    "Refuse image builds whose steps reach the host: host network, bind mounts, "
+    "devices, host secrets, and Podman builds without network isolation.",
+)
+def build_host_access(params: Params, request: Request, ctx: Context) -> Iterator[str]:
+    build = request.build
+    if build is None:
+        return
+    if build.network_mode.startswith("host"):
+        yield f"build with network mode {build.network_mode}"
+    for key, value in build.options:
+        yield f"build option {key}={value}"
+
+
+@check("plugin-privileges", "Refuse plugins that ask for any privilege.")
+def plugin_privileges(params: Params, request: Request, ctx: Context) -> Iterator[str]:
+    if request.plugin is not None:
+        for privilege in request.plugin.privileges:
+            yield f"plugin privilege {privilege}"
