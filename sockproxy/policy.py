@@ -26,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -37,6 +37,9 @@ import yaml
 
 from sockproxy.checks import REGISTRY, Context
 from sockproxy.model import Request
+from sockproxy.routes import ENDPOINTS, SECTIONS
+
+OPERATIONS = frozenset(endpoint.operation for endpoint in ENDPOINTS)
 
 
 class PolicyError(Exception):
@@ -234,6 +237,22 @@ def _strings(node: yaml.Node, errors: _Errors, what: str) -> list[str]:
     return out
 
 
+def _names(node: yaml.Node, errors: _Errors, what: str, known: Iterable[str]) -> list[str]:
+    """A list of section or operation names, each one the catalogue knows."""
+    names = _strings(node, errors, what)
+    if isinstance(node, yaml.SequenceNode):
+        known = set(known)
+        for item, name in zip(node.value, names, strict=False):
+            if name not in known:
+                hint = _closest(name, known)
+                errors.add(
+                    item,
+                    f"{what}: unknown name {name!r}"
+                    + (f" (did you mean {hint!r}?)" if hint else ""),
+                )
+    return names
+
+
 def _bool(node: yaml.Node, errors: _Errors, what: str) -> bool | None:
     if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:bool":
         return bool(yaml.safe_load(node.value))
@@ -288,9 +307,11 @@ def _read(path: Path, errors: _Errors) -> _Draft:
             entries, {"sections", "operations"} if part == "allow" else {"operations"}, errors, part
         )
         if "sections" in entries:
-            draft.sections = _strings(entries["sections"][1], errors, "allow.sections")
+            draft.sections = _names(
+                entries["sections"][1], errors, "allow.sections", set(SECTIONS) | {"*"}
+            )
         if "operations" in entries:
-            ops = _strings(entries["operations"][1], errors, f"{part}.operations")
+            ops = _names(entries["operations"][1], errors, f"{part}.operations", OPERATIONS)
             if part == "allow":
                 draft.allow_operations = ops
             else:

@@ -11,10 +11,10 @@ from sockproxy.policy import Mode, PolicyError, load_policy
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
 
 
-@pytest.mark.parametrize("name", ["default.yaml", "permissive.yaml"])
+@pytest.mark.parametrize("name", ["default.yaml", "permissive.yaml", "read-only.yaml"])
 def test_shipped_policies_load(name: str) -> None:
     policy = load_policy(str(POLICIES / name))
-    assert policy.rules
+    assert policy.rules or name == "read-only.yaml"
     assert len(policy.digest) == 16
 
 
@@ -100,3 +100,59 @@ def test_committed_schema_matches_the_check_registry() -> None:
 
     committed = json.loads((POLICIES / "policy.schema.json").read_text())
     assert committed == policy_schema()
+
+
+def test_unknown_operation_and_section_names_are_errors(tmp_path: Path) -> None:
+    errors = errors_of(
+        tmp_path, "allow:\n  operations: [container.creat]\n  sections: [containr]\n"
+    )
+    assert "p.yaml:2:16: allow.operations: unknown name 'container.creat'" in errors[1]
+    assert "(did you mean 'container.create'?)" in errors[1]
+    assert errors[0].startswith("p.yaml:3:14: allow.sections: unknown name 'containr'")
+
+
+READ_ONLY_ALLOWS = [
+    "system.ping",
+    "system.events",
+    "container.list",
+    "container.inspect",
+    "container.stats",
+    "image.list",
+    "network.list",
+    "volume.list",
+]
+READ_ONLY_REFUSES = [
+    "container.archive-get",
+    "container.export",
+    "image.save",
+    "container.attach",
+    "container.logs",
+    "exec.create",
+    "exec.start",
+    "container.create",
+    "container.delete",
+    "image.pull",
+    "secret.inspect",
+    "swarm.unlockkey",
+    "debug.pprof",
+    "container.copy",
+]
+
+
+@pytest.mark.parametrize("operation", READ_ONLY_ALLOWS)
+def test_read_only_allows_reads(operation: str) -> None:
+    from sockproxy.model import Request
+    from sockproxy.policy import evaluate
+
+    policy = load_policy(str(POLICIES / "read-only.yaml"))
+    assert evaluate(policy, Request(operation, operation.split(".")[0])).allowed
+
+
+@pytest.mark.parametrize("operation", READ_ONLY_REFUSES)
+def test_read_only_refuses_writes_and_reads_that_leak_data(operation: str) -> None:
+    from sockproxy.model import Request
+    from sockproxy.policy import evaluate
+
+    policy = load_policy(str(POLICIES / "read-only.yaml"))
+    decision = evaluate(policy, Request(operation, operation.split(".")[0]))
+    assert decision.rule == "operation-not-allowed"
