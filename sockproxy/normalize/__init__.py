@@ -46,7 +46,7 @@ def normalize(
 ) -> Request:
     """The normalised request the policy decides on."""
     request = Request(operation=operation, section=section)
-    is_build = operation.startswith(("image.build", "build."))
+    is_build = operation in build.OPERATIONS
     if not body_kind and not is_build:
         return request
     notes = Notes()

@@ -34,11 +34,19 @@ PODMAN_DEFAULT_NETWORK = "host (podman default without nsoptions)"
 # buildah define.TempDirForURL: anything else is a directory on the server.
 _URL_PREFIXES = ("http://", "https://", "git://", "github.com/")
 
-# BuildKit sessions carry no build parameters in their query.
+# The operations normalised here: the build itself (POST /build in either
+# flavour), and BuildKit's session and gRPC hijacks, whose entitlements
+# (network.host, security.insecure) travel inside gRPC where no proxy reads them.
+# Build cache prune and cancel take nothing that reaches the host.
+_IMAGE_BUILDS = frozenset({"build.image", "image.build"})
 _SESSION_OPERATIONS = frozenset({"build.session", "build.grpc"})
+OPERATIONS = _IMAGE_BUILDS | _SESSION_OPERATIONS
 
 
 def build(operation: str, raw_query: str, notes: Notes) -> BuildSpec:
+    if operation in _SESSION_OPERATIONS:
+        notes.add("BuildKit session: entitlements are inside gRPC, not seen")
+        return BuildSpec()
     query = Query(raw_query)
     options: list[tuple[str, str]] = []
     network_mode = query.get("networkmode") or ""
@@ -54,7 +62,7 @@ def build(operation: str, raw_query: str, notes: Notes) -> BuildSpec:
         network_mode = "host"
     elif namespace_network:
         network_mode = namespace_network
-    elif namespace_network is None and operation not in _SESSION_OPERATIONS:
+    elif namespace_network is None:
         network_mode = PODMAN_DEFAULT_NETWORK
 
     for cap in _json_strings(query, "addcaps", notes):

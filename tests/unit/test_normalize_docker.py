@@ -903,13 +903,13 @@ BUILD_ROWS: list[tuple[str, str, str, tuple[tuple[str, str], ...]]] = [
     ids=[r[0] for r in BUILD_ROWS],
 )
 def test_build_query(query: str, network_mode: str, options: tuple[tuple[str, str], ...]) -> None:
-    build = normalize("image.build", "image", "", query, None).build
+    build = normalize("build.image", "build", "", query, None).build
     assert build is not None
     assert (build.network_mode, build.options) == (network_mode, options)
 
 
 def test_build_isolation() -> None:
-    build = normalize("image.build", "image", "", "isolation=process&nsoptions=[]", None).build
+    build = normalize("build.image", "build", "", "isolation=process&nsoptions=[]", None).build
     assert build is not None
     assert build.isolation == "process"
 
@@ -930,7 +930,7 @@ def test_buildkit_session_has_no_podman_default() -> None:
 )
 def test_build_query_ambiguous(query: str) -> None:
     with pytest.raises(AmbiguousBody):
-        normalize("image.build", "image", "", query, None)
+        normalize("build.image", "build", "", query, None)
 
 
 def test_other_requests_are_not_read() -> None:
@@ -1017,3 +1017,8 @@ def test_capability_spelling(name: str, normalized: str) -> None:
 )
 def test_security_option_split(option: str, pair: tuple[str, str]) -> None:
     assert split_security_opt(option) == pair
+
+
+@pytest.mark.parametrize("operation", ["build.prune", "build.cancel"])
+def test_build_cache_operations_are_not_builds(operation: str) -> None:
+    assert normalize(operation, "build", "", "all=1", None).build is None

@@ -510,7 +510,7 @@ BUILD_ROWS: list[tuple[str, str, str, tuple[tuple[str, str], ...]]] = [
 def test_libpod_build_query(
     query: str, network_mode: str, options: tuple[tuple[str, str], ...]
 ) -> None:
-    build = normalize("image.build", "image", "", query, None).build
+    build = normalize("build.image", "build", "", query, None).build
     assert build is not None
     assert (build.network_mode, build.options) == (network_mode, options)
 
@@ -525,4 +525,4 @@ def test_libpod_build_query(
 )
 def test_libpod_build_query_refused(query: str, error: type[Exception]) -> None:
     with pytest.raises(error):
-        normalize("image.build", "image", "", query, None)
+        normalize("build.image", "build", "", query, None)
