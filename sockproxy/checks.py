@@ -9,6 +9,7 @@ checks by their kind name; a rule adds an id, a mode and a message.
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -333,3 +334,54 @@ def plugin_privileges(params: Params, request: Request, ctx: Context) -> Iterato
     if request.plugin is not None:
         for privilege in request.plugin.privileges:
             yield f"plugin privilege {privilege}"
+
+
+# containers/image transports (podman pull/push/run accept them): all but a
+# registry read or write host paths, or another engine's storage.
+HOST_TRANSPORTS = frozenset(
+    {
+        "dir",
+        "oci",
+        "oci-archive",
+        "docker-archive",
+        "docker-daemon",
+        "containers-storage",
+        "ostree",
+        "sif",
+        "tarball",
+    }
+)
+_TRANSPORT = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
+
+
+def host_transport(reference: str) -> str | None:
+    """The transport of an image reference when it is not a registry."""
+    match = _TRANSPORT.match(reference.strip())
+    if match is not None and match.group(1).lower() in HOST_TRANSPORTS:
+        return match.group(1).lower()
+    return None
+
+
+@check(
+    "image-transports",
+    "Refuse image references with a transport that reads or writes host paths or "
+    "another engine (dir:, oci:, oci-archive:, docker-archive:, docker-daemon:, "
+    "containers-storage:, ...), and imports from anything but the request body or "
+    "an http(s) URL.",
+)
+def image_transports(params: Params, request: Request, ctx: Context) -> Iterator[str]:
+    for spec in _containers(request):
+        if spec.image and (transport := host_transport(spec.image)):
+            yield f"image {spec.image} uses the {transport}: transport{_where(spec.origin)}"
+        for mount in spec.mounts:
+            if mount.kind == "image" and (transport := host_transport(mount.source)):
+                yield f"image mount {mount.source} uses the {transport}: transport"
+    for parameter, value in request.image_refs:
+        if transport := host_transport(value):
+            yield f"{parameter}={value} uses the {transport}: transport"
+        elif (
+            parameter in ("fromSrc", "url")
+            and value != "-"
+            and not value.startswith(("http://", "https://"))
+        ):
+            yield f"import from {value} (only the request body or an http(s) URL)"

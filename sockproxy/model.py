@@ -85,6 +85,7 @@ class ContainerSpec:
     masked_paths_override: bool = False  # MaskedPaths / ReadonlyPaths replaced
     annotations: tuple[tuple[str, str], ...] = ()
     host_files: tuple[HostFile, ...] = ()
+    image: str = ""  # the image reference as given (transports such as dir: reach the host)
     origin: str = ""  # e.g. "container create body", "play/kube containers[0]"
 
 
@@ -126,4 +127,20 @@ class Request:
     volume: VolumeSpec | None = None
     build: BuildSpec | None = None
     plugin: PluginSpec | None = None
+    # Image references in query parameters: (parameter, value) - pull sources,
+    # push destinations, import sources, tag targets.
+    image_refs: tuple[tuple[str, str], ...] = ()
     notes: tuple[str, ...] = field(default=())  # what the normaliser looked at, for explain
+
+    @property
+    def has_specs(self) -> bool:
+        """Is there anything besides the operation for checks to look at?
+        (Every spec field above must be named here, or its checks never run.)"""
+        return bool(
+            self.containers
+            or self.exec
+            or self.volume
+            or self.build
+            or self.plugin
+            or self.image_refs
+        )

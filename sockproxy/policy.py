@@ -119,9 +119,7 @@ def evaluate(policy: Policy, request: Request) -> Decision:
         return _refuse(policy, UNKNOWN_RULE, "endpoint not recognised")
     if not policy.allows_operation(request.operation, request.section):
         return _refuse(policy, OPERATION_RULE, f"operation {request.operation} is not allowed")
-    if not (
-        request.containers or request.exec or request.volume or request.build or request.plugin
-    ):
+    if not request.has_specs:
         return _ALLOW
     warnings: list[Warning_] = []
     for rule in policy.rules:

@@ -329,7 +329,7 @@ _DOCKER_ROUTES: tuple[Endpoint, ...] = (
     _docker("POST", "/plugins/{name:.*}/upgrade", "plugin.upgrade", body="plugin"),
     # The body sets plugin env, args, and the host paths of settable mounts
     # and devices; no normaliser reads it yet (policies should deny plugin.set).
-    _docker("POST", "/plugins/{name:.*}/set", "plugin.set"),
+    _docker("POST", "/plugins/{name:.*}/set", "plugin.set", body="plugin"),
     _docker("POST", "/plugins/create", "plugin.create"),
     _docker("GET", "/distribution/{name:.*}/json", "distribution.inspect"),
     _docker("POST", "/grpc", "build.grpc", hijack=True),
@@ -420,9 +420,9 @@ _PODMAN_ROUTES: tuple[Endpoint, ...] = (
     _libpod("GET", "/containers/{id}/changes", "container.changes"),
     _libpod("POST", "/containers/{id}/init", "container.init"),
     _libpod("POST", "/containers/{id}/rename", "container.rename"),
-    # The body is an OCI LinuxResources, device cgroup rules included; no
-    # normaliser reads it yet (moby's update body is "container-update").
-    _libpod("POST", "/containers/{id}/update", "container.update"),
+    # The body is an OCI LinuxResources, device cgroup rules included: the
+    # container-update normaliser reads both shapes.
+    _libpod("POST", "/containers/{id}/update", "container.update", body="container-update"),
     _compat("GET", "/events", "system.events"),
     _libpod("GET", "/events", "system.events"),
     _compat("POST", "/containers/{id}/exec", "exec.create", body="exec-create"),

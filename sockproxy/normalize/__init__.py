@@ -20,6 +20,7 @@ import dataclasses
 from sockproxy.model import Request
 from sockproxy.normalize import build, docker, kube, libpod
 from sockproxy.normalize.fields import Notes
+from sockproxy.normalize.query import Query
 
 BODY_KINDS = frozenset(
     {
@@ -46,6 +47,8 @@ def normalize(
 ) -> Request:
     """The normalised request the policy decides on."""
     request = Request(operation=operation, section=section)
+    if operation in _IMAGE_PARAMETERS:
+        request = _with(request, image_refs=_image_refs(operation, query))
     is_build = operation in build.OPERATIONS
     if not body_kind and not is_build:
         return request
@@ -84,6 +87,29 @@ def normalize(
     if body_kind and is_build:  # a build endpoint with a body kind still has its query
         request = dataclasses.replace(request, build=build.build(operation, query, notes))
     return dataclasses.replace(request, notes=notes.items())
+
+
+# Query parameters that name an image source or destination, per operation
+# (moby's and Podman's image handlers; libpod push takes "destination").
+_IMAGE_PARAMETERS: dict[str, tuple[str, ...]] = {
+    "image.pull": ("fromImage", "reference"),
+    "image.import": ("fromSrc", "url", "reference"),
+    "image.push": ("destination",),
+    "image.tag": ("repo",),
+    "image.commit": ("repo",),
+    "manifest.push": ("destination",),
+    "manifest.create": ("images",),
+}
+
+
+def _image_refs(operation: str, query: str) -> tuple[tuple[str, str], ...]:
+    parsed = Query(query)
+    return tuple(
+        (name, value)
+        for name in _IMAGE_PARAMETERS[operation]
+        for value in parsed.get_all(name)
+        if value
+    )
 
 
 def _with(request: Request, **changes: object) -> Request:

@@ -78,6 +78,7 @@ def container_create(body: bytes | None, notes: Notes) -> ContainerSpec:
     top = Fields.top(decode(body), "container create body", notes)
     draft = Draft("container create body")
     draft.user = top.text("User")
+    draft.image = top.text("Image")
     hc, volume_driver = _host_config(top, notes)
     # Config.Volumes: anonymous volumes for Docker; Podman's compat handler
     # hands each key to its -v parser, where "/:/host" is a bind.

@@ -29,6 +29,7 @@ class Draft:
     masked_paths_override: bool = False
     annotations: list[tuple[str, str]] = field(default_factory=list)
     host_files: list[HostFile] = field(default_factory=list)
+    image: str = ""
 
     def add_caps(self, names: tuple[str, ...], *, drop: bool = False) -> None:
         target = self.cap_drop if drop else self.cap_add
@@ -62,5 +63,6 @@ class Draft:
             masked_paths_override=self.masked_paths_override,
             annotations=tuple(self.annotations),
             host_files=tuple(self.host_files),
+            image=self.image,
             origin=self.origin,
         )

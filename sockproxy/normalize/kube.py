@@ -366,6 +366,7 @@ def _pod_namespaces(pod: _Pod, draft: Draft) -> None:
 def _container(pod: _Pod, c: Fields, mounted: set[str]) -> ContainerSpec:
     name = c.text("name")
     draft = Draft(c.origin())
+    draft.image = c.text("image")
     _pod_namespaces(pod, draft)
     sc, psc = c.child("securityContext"), pod.spec.child("securityContext")
     draft.privileged = sc.flag("privileged")

@@ -61,6 +61,7 @@ def container_create(body: bytes | None, notes: Notes) -> ContainerSpec:
     draft = Draft("container create body")
     draft.privileged = top.flag("privileged")
     draft.user = top.text("user")
+    draft.image = top.text("image")
     _storage(top, draft)
     if rootfs := top.text("rootfs"):
         # A host directory used as the container's root filesystem.

@@ -230,3 +230,66 @@ def test_warn_mode_allows_and_reports(default: Policy) -> None:
     decision = evaluate(permissive, create(privileged=True, mounts=(bind("/"),)))
     assert decision.allowed
     assert {w.rule for w in decision.warnings} >= {"no-privileged", "bind-mount-paths"}
+
+
+def test_every_spec_field_of_a_request_reaches_the_checks() -> None:
+    """A new Request field that has_specs forgets would silently skip every check."""
+    import dataclasses
+
+    spec_fields = {f.name for f in dataclasses.fields(Request)} - {"operation", "section", "notes"}
+    for name in spec_fields:
+        value = {"containers": (ContainerSpec(),), "image_refs": (("fromImage", "x"),)}.get(
+            name, object()
+        )
+        assert Request("container.create", "container", **{name: value}).has_specs, name
+
+
+@pytest.mark.parametrize(
+    ("request_", "fragment"),
+    [
+        (Request("image.pull", "image", image_refs=(("reference", "dir:/etc"),)), "dir:"),
+        (
+            Request("image.push", "image", image_refs=(("destination", "oci-archive:/x.tar"),)),
+            "oci-archive:",
+        ),
+        (
+            Request("image.import", "image", image_refs=(("fromSrc", "/root/secret.tar"),)),
+            "import from /root/secret.tar",
+        ),
+        (create(image="docker-daemon:alpine"), "docker-daemon:"),
+        (
+            create(mounts=(Mount("image", "containers-storage:x", "/i", False, (), "mounts[0]"),)),
+            "containers-storage:",
+        ),
+    ],
+    ids=[
+        "pull from dir",
+        "push to host archive",
+        "import host file",
+        "run from another engine",
+        "image mount from storage",
+    ],
+)
+def test_image_transports_that_reach_the_host_are_refused(
+    default: Policy, request_: Request, fragment: str
+) -> None:
+    decision = evaluate(default, request_)
+    assert decision.rule == "registry-images-only"
+    assert fragment in decision.reason
+
+
+@pytest.mark.parametrize(
+    "reference",
+    [
+        "busybox",
+        "localhost:5000/a/b:tag",
+        "docker://quay.io/x/y",
+        "127.0.0.1:5000/x",
+        "-",
+        "https://example.com/rootfs.tar",
+    ],
+)
+def test_registry_references_pass(default: Policy, reference: str) -> None:
+    parameter = "fromSrc" if reference in ("-",) or reference.startswith("https") else "fromImage"
+    request = Request("image.pull", "image", image_refs=((parameter, reference),))
+    assert evaluate(default, request).allowed
