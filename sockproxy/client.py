@@ -129,7 +129,7 @@ class ClientSide(asyncio.Protocol):
         if state is _State.HEAD or state is _State.INSPECT:
             return False  # nothing sent yet, and the request can never complete
         if state is _State.BODY:
-            self._abort()  # the client left inside its request body
+            self.abort()  # the client left inside its request body
             return False
         if state is _State.PIPE:
             assert self.engine is not None
@@ -336,7 +336,7 @@ class ClientSide(asyncio.Protocol):
         if scanner.done:
             self._request_sent()
         elif self.peer_eof:
-            self._abort()
+            self.abort()
 
     def _request_sent(self) -> None:
         assert self.exchange is not None
@@ -376,7 +376,7 @@ class ClientSide(asyncio.Protocol):
         if not exchange.decision.hijack or self.state is not _State.AWAIT:
             engine.close()
             self.engine = None
-            self._abort()
+            self.abort()
             return
         self.state = _State.PIPE
         self.deliver(raw + early)
@@ -409,7 +409,7 @@ class ClientSide(asyncio.Protocol):
         if self.exchange is not None and not self.exchange.response_started:
             self._answer_error(error)
         else:
-            self._abort()  # a truncated response: the client must notice
+            self.abort()  # a truncated response: the client must notice
 
     def retry(self) -> bool:
         """A reused engine connection closed before answering: resend the
@@ -478,9 +478,6 @@ class ClientSide(asyncio.Protocol):
             self.transport.close()
 
     def abort(self) -> None:
-        self._abort()
-
-    def _abort(self) -> None:
         """Close at once, dropping anything unsent."""
         self.state = _State.CLOSED
         if self.engine is not None:
