@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 STATE=${SOCKPROXY_RUN_DIR:-/tmp/sockproxy-$(id -u)}
+POLICY=${POLICY:-policies/default.yaml}
 LISTEN="$STATE/sockproxy.sock"
 mkdir -p "$STATE"
 
@@ -36,11 +37,11 @@ if [ -z "$UPSTREAM" ]; then
     [ -n "$UPSTREAM" ] || { echo "the private Podman service did not start" >&2; exit 1; }
 fi
 
-echo "sockproxy: forwarding to $UPSTREAM" >&2
+echo "sockproxy: forwarding to $UPSTREAM with policy $POLICY" >&2
 echo "Use it with:" >&2
 echo "    export DOCKER_HOST=unix://$LISTEN" >&2
 "$PY" -m sockproxy serve --listen "unix://$LISTEN" --upstream "unix://$UPSTREAM" \
-    --log-format console &
+    --policy "$POLICY" --log-format console &
 PROXY_PID=$!
 trap 'kill -TERM $PROXY_PID 2>/dev/null; wait $PROXY_PID; cleanup' EXIT INT TERM
 wait $PROXY_PID
