@@ -19,6 +19,7 @@ from sockproxy import audit
 from sockproxy.checks import Context
 from sockproxy.engine import EnginePool
 from sockproxy.errors import ProxyError
+from sockproxy.limits import Limits
 from sockproxy.listener import ListenError, open_listener, remove_listener
 from sockproxy.normalize import normalize
 from sockproxy.policy import PERMISSIVE, PolicyError, check_files, evaluate, load_policy
@@ -77,6 +78,49 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-format", choices=("json", "console"), default="json")
     serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
     commands.add_parser("schema", help="print the JSON Schema of policy files")
+    defaults = Limits()
+    serve.add_argument(
+        "--max-head-bytes",
+        type=int,
+        default=defaults.head_bytes,
+        metavar="N",
+        help=f"largest request head (default {defaults.head_bytes})",
+    )
+    serve.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=defaults.body_bytes,
+        metavar="N",
+        help=f"largest body read for inspection (default {defaults.body_bytes})",
+    )
+    serve.add_argument(
+        "--head-timeout",
+        type=float,
+        default=defaults.head_timeout,
+        metavar="SECONDS",
+        help=f"time to send a request head (default {defaults.head_timeout:g})",
+    )
+    serve.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=defaults.idle_timeout,
+        metavar="SECONDS",
+        help=f"idle keep-alive time (default {defaults.idle_timeout:g})",
+    )
+    serve.add_argument(
+        "--max-connections",
+        type=int,
+        default=defaults.max_connections,
+        metavar="N",
+        help=f"open connections (default {defaults.max_connections})",
+    )
+    serve.add_argument(
+        "--max-connections-per-uid",
+        type=int,
+        default=defaults.max_connections_per_uid,
+        metavar="N",
+        help=f"open connections per client uid (default {defaults.max_connections_per_uid})",
+    )
     check = commands.add_parser("check", help="validate policy files")
     check.add_argument("files", nargs="+", metavar="FILE")
     explain = commands.add_parser("explain", help="show the decision a policy makes on a request")
@@ -116,7 +160,15 @@ async def serve(args: argparse.Namespace) -> int:
         for listener in listeners:
             remove_listener(listener)
         raise
-    server = Server(listeners, EnginePool(upstream), policy)
+    limits = Limits(
+        head_bytes=args.max_head_bytes,
+        body_bytes=args.max_body_bytes,
+        head_timeout=args.head_timeout,
+        idle_timeout=args.idle_timeout,
+        max_connections=args.max_connections,
+        max_connections_per_uid=args.max_connections_per_uid,
+    )
+    server = Server(listeners, EnginePool(upstream), policy, limits)
     await server.start()
     log.info("listening", sockets=listen_paths, upstream=upstream, policy=policy.name)
 

@@ -13,6 +13,8 @@ the relay is a pair of protocol objects, which is what makes it cheap.
 from __future__ import annotations
 
 import asyncio
+import socket
+import struct
 from enum import Enum, auto
 from typing import TYPE_CHECKING, cast
 
@@ -42,9 +44,7 @@ from sockproxy.routes import Route, classify
 if TYPE_CHECKING:
     from sockproxy.server import Server
 
-HEAD_LIMIT = 256 * 1024  # largest request head accepted
 PIPELINE_LIMIT = 256 * 1024  # bytes buffered ahead of the current exchange
-BODY_LIMIT = 4 * 1024 * 1024  # largest body read whole for inspection
 
 
 class Refused(ProxyError):
@@ -52,6 +52,24 @@ class Refused(ProxyError):
 
     status = 403
     close = False
+
+
+class RequestTimeout(ProxyError):
+    status = 408
+
+
+def peer_credentials(transport: asyncio.BaseTransport) -> tuple[int, int]:
+    """(pid, uid) of the client process, from the kernel (SO_PEERCRED)."""
+    sock = transport.get_extra_info("socket")
+    try:
+        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
+    except (AttributeError, OSError):
+        return 0, -1
+    pid, uid, _gid = _UCRED.unpack(raw)
+    return pid, uid
+
+
+_UCRED = struct.Struct("3i")
 
 
 class FormBody(ProxyError):
@@ -96,13 +114,27 @@ class ClientSide(asyncio.Protocol):
         self.write_paused = False
         self._pauses: set[str] = set()
         self._advancing = False
+        self.peer_uid = -1  # kernel peer credentials of the client
+        self.peer_pid = 0
+        self._deadline = 0.0  # when the head being read (or the idle wait) times out
+        self._timer: asyncio.TimerHandle | None = None
 
     # -- asyncio callbacks ----------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
         self.transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
-        self.server.connections.add(self)
+        self.peer_pid, self.peer_uid = peer_credentials(transport)
+        refusal = self.server.admit(self)
+        if refusal is not None:
+            # Answer, end our side, and drop what the client still sends: closing
+            # with its request unread would reset the socket before it reads this.
+            self.state = _State.CLOSED
+            self.transport.write(error_response(503, refusal, close=True))
+            self.transport.write_eof()
+            self._timer = asyncio.get_running_loop().call_later(1.0, self.transport.close)
+            return
+        self._wait(self.server.limits.idle_timeout)
 
     def data_received(self, data: bytes) -> None:
         state = self.state
@@ -113,6 +145,8 @@ class ClientSide(asyncio.Protocol):
         elif state is _State.BODY and not self.buf:
             self._send_body(data)
         elif state is not _State.CLOSED:
+            if state is _State.HEAD and not self.buf:  # a new head starts: its clock runs
+                self._wait(self.server.limits.head_timeout)
             self.buf += data
             if state is _State.HEAD or state is _State.INSPECT:
                 self._advance()
@@ -145,14 +179,15 @@ class ClientSide(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state = _State.CLOSED
-        self.server.connections.discard(self)
+        if self._timer is not None:
+            self._timer.cancel()
+        self.server.release(self)
         if self.engine is not None:
             self.engine.close()  # client gone: free the engine connection too
             self.engine = None
         if self.exchange is not None:
             self.exchange.record()
             self.exchange = None
-        self.server.connection_closed()
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -163,6 +198,32 @@ class ClientSide(asyncio.Protocol):
         self.write_paused = False
         if self.engine is not None:
             self.engine.resume_reading()
+
+    # -- time limits ----------------------------------------------------------
+
+    def _wait(self, seconds: float) -> None:
+        """Start the clock for reading a head (or sitting idle). One timer per
+        connection is re-armed lazily: no timer handle per request."""
+        loop = asyncio.get_running_loop()
+        self._deadline = loop.time() + seconds
+        timer = self._timer
+        if timer is not None and timer.when() > self._deadline:
+            timer.cancel()  # the new deadline comes sooner than the timer
+            timer = None
+        if timer is None:
+            self._timer = loop.call_at(self._deadline, self._check_deadline)
+
+    def _check_deadline(self) -> None:
+        self._timer = None
+        if self.state not in (_State.HEAD, _State.INSPECT) or not self._deadline:
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._deadline:
+            self._timer = loop.call_at(self._deadline, self._check_deadline)
+        elif self.state is _State.HEAD and not self.buf:
+            self._close()  # idle keep-alive connection: just close it
+        else:
+            self._reply_and_close(RequestTimeout("sockproxy: request not received in time"))
 
     # -- flow control ---------------------------------------------------------
 
@@ -193,8 +254,11 @@ class ClientSide(asyncio.Protocol):
     def _advance_heads(self) -> None:
         while self.state is _State.HEAD:
             end = self.buf.find(HEAD_END)
+            if end + 4 > self.server.limits.head_bytes:
+                self._reply_and_close(HeadTooLarge("request head too large"))
+                return
             if end < 0:
-                if len(self.buf) > HEAD_LIMIT:
+                if len(self.buf) > self.server.limits.head_bytes:
                     self._reply_and_close(HeadTooLarge("request head too large"))
                 elif self.peer_eof:
                     self._close()
@@ -225,15 +289,16 @@ class ClientSide(asyncio.Protocol):
         assert pending is not None
         try:
             used = scanner.feed(self.buf)
-            if len(self.inspected) + used > BODY_LIMIT:
-                raise BodyTooLarge(f"sockproxy: request body over {BODY_LIMIT} bytes")
+            limit = self.server.limits.body_bytes
+            if len(self.inspected) + used > limit:
+                raise BodyTooLarge(f"sockproxy: request body over {limit} bytes")
         except ProxyError as exc:
             self._reply_and_close(exc)
             return
         self.inspected += self.buf[:used]
         del self.buf[:used]
         if not scanner.done:
-            if len(self.buf) > BODY_LIMIT:  # a framing line that never ends
+            if len(self.buf) > self.server.limits.body_bytes:  # a framing line that never ends
                 self._reply_and_close(BodyTooLarge("sockproxy: request body framing too long"))
             return
         head, route, raw = pending
@@ -271,6 +336,7 @@ class ClientSide(asyncio.Protocol):
     # -- forward --------------------------------------------------------------
 
     def _forward(self, exchange: Exchange) -> None:
+        self._deadline = 0.0  # in flight: streams may last as long as data flows
         self.exchange = exchange
         engine = self.server.pool.take()
         if engine is None:
@@ -456,6 +522,8 @@ class ClientSide(asyncio.Protocol):
             self._close()
             return
         self.state = _State.HEAD
+        limits = self.server.limits
+        self._wait(limits.head_timeout if self.buf else limits.idle_timeout)
         self.resume("pipelined")
         self.resume("engine")
         if self.buf or self.peer_eof:

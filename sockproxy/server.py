@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
@@ -10,6 +11,7 @@ import structlog
 
 from sockproxy.client import ClientSide
 from sockproxy.engine import EnginePool
+from sockproxy.limits import Limits
 from sockproxy.listener import Listener, remove_listener
 from sockproxy.policy import Policy
 
@@ -17,10 +19,19 @@ log = structlog.get_logger("sockproxy")
 
 
 class Server:
-    def __init__(self, listeners: Sequence[Listener], pool: EnginePool, policy: Policy) -> None:
+    def __init__(
+        self,
+        listeners: Sequence[Listener],
+        pool: EnginePool,
+        policy: Policy,
+        limits: Limits | None = None,
+    ) -> None:
         self.listeners = list(listeners)
         self.pool = pool
         self.policy = policy
+        self.limits = limits or Limits()
+        self._per_uid: Counter[int] = Counter()
+        self._refused: set[ClientSide] = set()  # answered 503, closing
         self.draining = False
         self.connections: set[ClientSide] = set()
         self._servers: list[asyncio.Server] = []
@@ -44,7 +55,29 @@ class Server:
         if not task.cancelled() and task.exception() is not None:
             log.error("internal error", exc_info=task.exception())
 
-    def connection_closed(self) -> None:
+    def admit(self, connection: ClientSide) -> str | None:
+        """Count a new connection in, or say why it is refused."""
+        if len(self.connections) >= self.limits.max_connections:
+            log.warning("connection refused", reason="max-connections", uid=connection.peer_uid)
+            self._refused.add(connection)
+            return "sockproxy: too many connections"
+        if self._per_uid[connection.peer_uid] >= self.limits.max_connections_per_uid:
+            log.warning(
+                "connection refused", reason="max-connections-per-uid", uid=connection.peer_uid
+            )
+            self._refused.add(connection)
+            return f"sockproxy: too many connections from uid {connection.peer_uid}"
+        self.connections.add(connection)
+        self._per_uid[connection.peer_uid] += 1
+        return None
+
+    def release(self, connection: ClientSide) -> None:
+        self._refused.discard(connection)
+        if connection in self.connections:
+            self.connections.discard(connection)
+            self._per_uid[connection.peer_uid] -= 1
+            if not self._per_uid[connection.peer_uid]:
+                del self._per_uid[connection.peer_uid]
         if self.draining and not self.connections:
             self._all_closed.set()
 
@@ -64,7 +97,7 @@ class Server:
                 await asyncio.wait_for(self._all_closed.wait(), grace)
             except TimeoutError:
                 log.warning("grace period over, closing", connections=len(self.connections))
-        for connection in list(self.connections):
+        for connection in [*self.connections, *self._refused]:
             connection.abort()
         for task in list(self._tasks):
             task.cancel()
