@@ -275,6 +275,11 @@ class ClientSide(asyncio.Protocol):
                 self.state = _State.INSPECT
                 self.scanner = body_scanner(head.framing, head.content_length)
                 self.pending = (head, route, raw)
+                if (head.header("expect") or "").lower() == "100-continue" and self.transport:
+                    # The body is read here before the engine sees the head, so
+                    # the client is told to send it now (the engine's own 100
+                    # later is one more interim response, which clients skip).
+                    self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
                 self._read_inspected()
             else:
                 self._decide(head, route, raw, None)

@@ -285,3 +285,20 @@ async def test_invalid_chunk_framing_never_reaches_the_engine(
     await asyncio.wait_for(engine.closed.wait(), 5)
     assert b"smuggled" not in got
     assert b"0x5" not in got
+
+
+async def test_expect_continue_on_an_inspected_body_is_answered_at_once(
+    engine: FakeEngine, connect: Connect
+) -> None:
+    """curl-style clients hold the body until they see 100 Continue."""
+    client = await connect()
+    body = b'{"Image": "busybox"}'
+    client.writer.write(
+        b"POST /v1.41/containers/create HTTP/1.1\r\nContent-Type: application/json\r\n"
+        b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body)
+    )
+    interim = await asyncio.wait_for(client.reader.readuntil(b"\r\n\r\n"), 2)
+    assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+    client.writer.write(body)
+    head, _ = await client.response()
+    assert head.startswith(b"HTTP/1.1 200")
