@@ -93,6 +93,12 @@ def normalize(
 # (moby's and Podman's image handlers; libpod push takes "destination").
 _IMAGE_PARAMETERS: dict[str, tuple[str, ...]] = {
     "image.pull": ("fromImage", "reference"),
+    # libpod builds hand the first tag to buildah as the commit destination
+    # unchanged (compat/images_build.go: NormalizeToDockerHub returns libpod names
+    # as given; buildah Executor.resolveNameToImageRef tries
+    # alltransports.ParseImageName first), so "t=oci-archive:/root/x" writes an
+    # archive to that host path. "from" replaces the base image the same way.
+    "build.image": ("t", "from"),
     "image.import": ("fromSrc", "url", "reference"),
     "image.push": ("destination",),
     "image.tag": ("repo",),

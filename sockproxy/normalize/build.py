@@ -21,6 +21,7 @@ frame stage must refuse them on build requests.
 from __future__ import annotations
 
 import posixpath
+import re
 
 from sockproxy import jsonread
 from sockproxy.jsonread import JsonValue
@@ -54,7 +55,7 @@ def build(operation: str, raw_query: str, notes: Notes) -> BuildSpec:
     for name in ("networkmode", "isolation"):
         if query.get(name):
             notes.add(name)
-    if isolation == "chroot":  # libpod: RUN steps without their own namespaces
+    if _is_chroot(isolation):  # libpod: RUN steps without their own namespaces
         options.append(("isolation", isolation))
 
     namespace_network = _namespace_options(query, options, notes)
@@ -89,6 +90,27 @@ def build(operation: str, raw_query: str, notes: Notes) -> BuildSpec:
         if query.get(name):
             notes.add(name)
     return BuildSpec(network_mode=network_mode, isolation=isolation, options=tuple(options))
+
+
+# buildah define.Isolation values: IsolationDefault 0, IsolationOCI 1,
+# IsolationChroot 2, IsolationOCIRootless 3.
+_GO_ATOI = re.compile(r"[+-]?[0-9]+")
+_ISOLATIONS_NOT_CHROOT = frozenset({0, 1, 3})
+
+
+def _is_chroot(isolation: str) -> bool:
+    """Whether libpod's build handler could read ``isolation`` as chroot.
+
+    Podman 4.3 ``parseLibPodIsolation`` (compat/images_build.go) tries
+    ``strconv.Atoi`` first, so ``2``, ``+2`` and ``02`` are ``IsolationChroot``
+    (and any other number is a value sockproxy cannot place); otherwise buildah
+    ``parse.IsolationOption`` lower-cases the name, so ``CHROOT`` is chroot too.
+    Docker's ``hyperv``/``process`` are refused by the engines and stay notes.
+    """
+    if _GO_ATOI.fullmatch(isolation):
+        # Longer than any int64: Atoi fails and buildah refuses the name.
+        return len(isolation) > 20 or int(isolation) not in _ISOLATIONS_NOT_CHROOT
+    return isolation.lower() == "chroot"
 
 
 def _namespace_options(query: Query, options: list[tuple[str, str]], notes: Notes) -> str | None:

@@ -206,7 +206,25 @@ def read_log_options(log: Fields, driver_field: str, options_field: str, draft: 
 
 
 def mount(m: Fields, volume_driver: str) -> Mount:
-    """One ``mount.Mount`` (``HostConfig.Mounts[i]``, a service's ``Mounts[i]``)."""
+    """One ``mount.Mount`` (``HostConfig.Mounts[i]``, a service's ``Mounts[i]``).
+
+    Podman's compat handler (pkg/api/handlers/compat/containers_create.go
+    ``cliOpts``, 4.3) runs ``os.MkdirAll(Source, 0o755)`` on the host for every
+    absolute ``Source`` of every type before it looks at the type, so a tmpfs or
+    image mount with ``Source: "/etc/x"`` creates that directory as root. Such a
+    source is reported as a bind of that path (Docker refuses a Source on tmpfs
+    mounts, and image sources are references, so no real client sends one).
+    """
+    found = _mount(m, volume_driver)
+    if found.kind not in ("bind", "volume") and found.source.startswith("/"):
+        return Mount(
+            "bind", found.source, found.target, found.read_only,
+            (*found.options, f"type={found.kind}"), found.origin,
+        )  # fmt: skip
+    return found
+
+
+def _mount(m: Fields, volume_driver: str) -> Mount:
     origin = m.origin()
     mtype, source, target = m.text("Type"), m.text("Source"), m.text("Target")
     read_only = m.flag("ReadOnly")
