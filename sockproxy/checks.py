@@ -196,21 +196,21 @@ def _mount_host_source(mount: Mount) -> str | None:
 
 @check(
     "bind-mounts",
-    "Bind mounts (and volumes that are binds) only from under allowed host paths, "
-    "never from denied ones. Sources are cleaned and resolved through symlinks on "
-    "this host, and compared by path component.",
-    allow=Param("strings", [], "host directories binds may come from"),
+    "Bind mounts (and volumes that are binds) only from strictly inside allowed host "
+    "paths, never from or above denied ones. Sources are cleaned and resolved through "
+    "symlinks on this host, and compared by path component.",
+    allow=Param("strings", [], "host directories binds may come from inside (globs: /home/*)"),
     deny=Param("strings", [], "names (.ssh) or absolute globs (/run/user/*) never bound"),
 )
 def bind_mounts(params: Params, request: Request, ctx: Context) -> Iterator[str]:
-    roots = [hostpaths.resolve(root) for root in params["allow"]]
+    roots = params["allow"]
     for source, origin in _host_sources(request):
         if not source.startswith("/"):
             yield f"bind mount of relative path {source}{_where(origin)}"
             continue
         resolved = hostpaths.resolve(source)
         shown = source if resolved == hostpaths.clean(source) else f"{source} (-> {resolved})"
-        if not any(hostpaths.is_under(resolved, root) for root in roots):
+        if not any(hostpaths.below(resolved, root) for root in roots):
             yield f"bind mount of {shown}{_where(origin)} is outside the allowed paths"
             continue
         for pattern in params["deny"]:
@@ -218,6 +218,14 @@ def bind_mounts(params: Params, request: Request, ctx: Context) -> Iterator[str]
                 hostpaths.clean(source), pattern
             ):
                 yield f"bind mount of {shown}{_where(origin)} matches denied {pattern}"
+                break
+            try:
+                exposed = hostpaths.contains(resolved, pattern)
+            except OSError as exc:  # can't tell: refuse
+                yield f"bind mount of {shown}{_where(origin)}: {exc}"
+                break
+            if exposed:
+                yield f"bind mount of {shown}{_where(origin)} holds denied {pattern}"
                 break
 
 
@@ -289,6 +297,9 @@ def host_namespaces(params: Params, request: Request, ctx: Context) -> Iterator[
                 continue
             if ns.mode is NamespaceMode.HOST:
                 yield f"host {ns.kind} namespace{_where(ns.origin)}"
+            elif ns.kind == "net" and "allow_host_loopback=true" in ns.target.lower():
+                # slirp4netns then maps 10.0.2.2 to the host's 127.0.0.1.
+                yield f"host loopback reachable from the container{_where(ns.origin)}"
             elif ns.mode is NamespaceMode.PATH:
                 yield f"{ns.kind} namespace joined by path {ns.target}{_where(ns.origin)}"
             elif ns.mode is NamespaceMode.CONTAINER and not params["allow_join"]:

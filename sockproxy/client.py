@@ -83,9 +83,13 @@ def _refuse_form_body(head: RequestHead) -> None:
     """Go's net/http merges a form-encoded body into the query parameters
     (``r.Form``) that the engines read: a parameter could hide there from
     the policy. No engine client sends such bodies, so they are refused."""
-    content_type = (head.header("content-type") or "").split(";", 1)[0].strip().lower()
-    if head.framing is not Framing.NONE and content_type in _FORM_TYPES:
-        raise FormBody(f"sockproxy: {content_type} request bodies are not accepted")
+    if head.framing is Framing.NONE:
+        return
+    # Every Content-Type counts: Go reads the first, RequestHead.header the last.
+    for name, value in head.headers:
+        content_type = value.split(";", 1)[0].strip().lower()
+        if name == "content-type" and content_type in _FORM_TYPES:
+            raise FormBody(f"sockproxy: {content_type} request bodies are not accepted")
 
 
 class _State(Enum):
@@ -267,7 +271,8 @@ class ClientSide(asyncio.Protocol):
             del self.buf[: end + 4]
             try:
                 head = parse_request_head(raw)
-            except FramingError as exc:
+                _refuse_form_body(head)
+            except ProxyError as exc:
                 self._reply_and_close(exc)
                 return
             route = classify(head.method, head.target)

@@ -56,6 +56,22 @@ def is_under(path: str, root: str) -> bool:
     return path == root or path.startswith(root + "/")
 
 
+def below(path: str, root: str) -> bool:
+    """Is ``path`` strictly inside ``root``? ``root`` may hold globs
+    (``/home/*``: inside some home directory, never a home directory itself);
+    its literal part is resolved through symlinks like the path."""
+    wanted = root.strip("/").split("/")
+    literal = [part for part in wanted if not any(c in part for c in "*?[")]
+    if len(literal) == len(wanted):
+        wanted = resolve(root).strip("/").split("/")
+    parts = path.strip("/").split("/")
+    if wanted == [""]:
+        return parts != [""]
+    return len(parts) > len(wanted) and all(
+        fnmatch.fnmatchcase(p, q) for p, q in zip(parts, wanted, strict=False)
+    )
+
+
 def matches(path: str, pattern: str) -> bool:
     """Does ``path`` (or a directory above it) match a deny pattern?
 
@@ -74,6 +90,42 @@ def matches(path: str, pattern: str) -> bool:
         ):
             return True
     return False
+
+
+SCAN_LIMIT = 10_000  # directory entries looked at below one bind source
+
+
+def contains(path: str, pattern: str) -> bool:
+    """Would a bind of ``path`` expose something a deny pattern names below it?
+
+    An anchored pattern (``/tmp/.X11-unix``) is below ``path`` when ``path``
+    is one of its ancestors; a name (``.ssh``, ``.config/containers``) is
+    looked for in ``path`` and in each directory directly inside it (a bind
+    of ``/home`` exposes ``/home/admin/.ssh``).
+    """
+    parts = [p for p in path.strip("/").split("/") if p]
+    wanted = pattern.strip("/").split("/")
+    if pattern.startswith("/"):
+        return len(parts) < len(wanted) and all(
+            fnmatch.fnmatchcase(p, q) for p, q in zip(parts, wanted, strict=False)
+        )
+    globbed = "*" in pattern or "?" in pattern
+    candidates = [path] if globbed else [path, *_child_dirs(path)]
+    return any(os.path.lexists(os.path.join(directory, pattern)) for directory in candidates)
+
+
+def _child_dirs(path: str) -> list[str]:
+    children = []
+    try:
+        with os.scandir(path) as entries:
+            for count, entry in enumerate(entries):
+                if count >= SCAN_LIMIT:
+                    raise OSError(f"{path} holds too many entries to check")
+                if entry.is_dir(follow_symlinks=False):
+                    children.append(entry.path)
+    except (FileNotFoundError, NotADirectoryError):
+        return []  # nothing there yet (the engine creates it), or a single file
+    return children
 
 
 def engine_sockets(extra: Iterable[str] = ()) -> tuple[str, ...]:

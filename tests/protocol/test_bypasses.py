@@ -76,17 +76,6 @@ async def test_chunked_privileged_create_never_reaches_the_engine(
     assert engine.heads == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "client._refuse_form_body is defined but never called: a form-encoded body on "
-        "POST /build is forwarded, and moby reads networkmode/remote from it (ParseForm, "
-        "then FormValue prefers body values). Fix in client._advance_heads: call "
-        "_refuse_form_body(head) right after parse_request_head, for every request with a "
-        "body, checking every Content-Type header (Go's Header.Get reads the first one, "
-        "RequestHead.header the last)"
-    ),
-)
 @pytest.mark.parametrize(
     "content_type",
     [
@@ -97,6 +86,7 @@ async def test_chunked_privileged_create_never_reaches_the_engine(
 async def test_form_encoded_build_parameters_are_refused(
     guarded: str, engine: FakeEngine, content_type: str
 ) -> None:
+    """moby's build handler reads a form body before the query (r.Form)."""
     answer = await exchange(guarded, post("/v1.41/build?nsoptions=%5B%5D", FORM, content_type))
     assert answer.startswith(b"HTTP/1.1 400")
     assert engine.heads == []

@@ -114,11 +114,11 @@ ROWS: list[Any] = [
         ALLOW,
     ),
     (
-        "compose network_mode service:x (a join)",
+        "compose network_mode service:x (a join: refused by default.yaml's allow-join: false)",
         "POST",
         CREATE,
         hc(NetworkMode="container:abc"),
-        ALLOW,
+        "no-host-namespaces",
     ),
     ("bind with relabel and ro", "POST", CREATE, hc(Binds=["/tmp/x:/x:z,ro"]), ALLOW),
     ("apparmor docker-default", "POST", CREATE, hc(SecurityOpt=["apparmor=docker-default"]), ALLOW),
@@ -1037,46 +1037,28 @@ ROWS: list[Any] = [
         "no-build-host-access",
     ),
     # -- holes in stages owned elsewhere ------------------------------------------
-    pytest.param(
+    (
         "bind of /tmp exposes the denied sockets under it",
         "POST",
         CREATE,
         hc(Binds=["/tmp:/t"]),
         "bind-mount-paths",
-        marks=xfail(
-            "checks.bind_mounts only refuses a source *under* a deny pattern; /tmp holds "
-            "/tmp/.X11-unix, /tmp/ssh-*/agent.* and /tmp/tmux-* (other users' X server and "
-            "ssh agents). Fix: also refuse a source that is an ancestor of an anchored deny "
-            "pattern (hostpaths.matches on the pattern's leading components)"
-        ),
     ),
-    pytest.param(
+    (
         "bind of /home exposes every ~/.ssh",
         "POST",
         CREATE,
         hc(Binds=["/home:/h"]),
         "bind-mount-paths",
-        marks=xfail(
-            "a bind of /home (or /home/admin) lets the container write "
-            "/home/admin/.ssh/authorized_keys: the .ssh deny pattern only matches sources "
-            "below .ssh. Fix in checks.bind_mounts: refuse a source under which a denied "
-            "name exists (glob source/**/NAME to a bounded depth), or that is an allowed root"
-        ),
     ),
-    pytest.param(
+    (
         "slirp4netns allow_host_loopback",
         "POST",
         CREATE,
         hc(NetworkMode="slirp4netns:allow_host_loopback=true"),
         "no-host-namespaces",
-        marks=xfail(
-            "Podman 4.3 ParseNetworkFlag passes slirp4netns options through: 10.0.2.2 is "
-            "then the host's 127.0.0.1 (a TCP engine API, databases bound to loopback). "
-            "The normaliser keeps the option in Namespace.target (OTHER); "
-            "checks.host_namespaces should refuse allow_host_loopback=true"
-        ),
     ),
-    pytest.param(
+    (
         "libpod slirp4netns allow_host_loopback",
         "POST",
         LIBPOD,
@@ -1086,31 +1068,20 @@ ROWS: list[Any] = [
             "network_options": {"slirp4netns": ["allow_host_loopback=true"]},
         },
         "no-host-namespaces",
-        marks=xfail("as above, libpod spelling (network_options)"),
     ),
-    pytest.param(
+    (
         "join the namespaces of an existing container",
         "POST",
         CREATE,
         hc(PidMode="container:node-exporter", NetworkMode="container:node-exporter"),
         "no-host-namespaces",
-        marks=xfail(
-            "policy choice (allow-join defaults to true): joining a container that was "
-            "started with --pid host/--net host outside sockproxy gives the host's "
-            "namespaces. Needs allow-join: false, or a check that inspects the target"
-        ),
     ),
-    pytest.param(
+    (
         "VolumesFrom a container with host binds",
         "POST",
         CREATE,
         hc(VolumesFrom=["admin-backup"]),
         "volumes-from",
-        marks=xfail(
-            "volumes-from is mode: warn in default.yaml: the container inherits every bind "
-            "of the named one, which sockproxy never saw. Needs mode: enforce (docker run "
-            "--volumes-from breaks) or a look at the source container"
-        ),
     ),
 ]
 

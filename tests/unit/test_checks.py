@@ -50,12 +50,10 @@ ALLOWED = {
     "plain container": create(),
     "named volume": create(mounts=(Mount("volume", "cache", "/cache", False, (), "Mounts[0]"),)),
     "bind under /srv": create(mounts=(bind("/srv/app"),)),
-    "bind of /tmp itself": create(mounts=(bind("/tmp"),)),
     "bind under /home": create(mounts=(bind("/home/ci/work", "/w", "ro"),)),
     "default capability": create(cap_add=("NET_BIND_SERVICE",)),
     "cap drop": create(cap_drop=("ALL",)),
     "no-new-privileges": create(security_opt=("no-new-privileges",)),
-    "join another container's net": create(namespaces=(ns("net", NamespaceMode.CONTAINER, "db"),)),
     "private pid": create(namespaces=(ns("pid", NamespaceMode.PRIVATE),)),
     "safe sysctl": create(sysctls=(("net.ipv4.ip_unprivileged_port_start", "0"),)),
     "runc": create(runtime="runc"),
@@ -138,6 +136,14 @@ DENIED = {
     "pid host": (create(namespaces=(ns("pid", NamespaceMode.HOST),)), "no-host-namespaces"),
     "net host": (create(namespaces=(ns("net", NamespaceMode.HOST),)), "no-host-namespaces"),
     "userns host": (create(namespaces=(ns("user", NamespaceMode.HOST),)), "no-host-namespaces"),
+    "bind of all of /tmp (X11 and agent sockets below)": (
+        create(mounts=(bind("/tmp"),)),
+        "bind-mount-paths",
+    ),
+    "join another container's net": (
+        create(namespaces=(ns("net", NamespaceMode.CONTAINER, "db"),)),
+        "no-host-namespaces",
+    ),
     "ns by path": (
         create(namespaces=(ns("net", NamespaceMode.PATH, "/proc/1/ns/net"),)),
         "no-host-namespaces",
