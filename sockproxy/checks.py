@@ -15,7 +15,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from sockproxy import hostpaths
-from sockproxy.model import ContainerSpec, Mount, NamespaceMode, Request
+from sockproxy.model import (
+    PODMAN_DEFAULT_NETWORK,
+    ContainerSpec,
+    Mount,
+    NamespaceMode,
+    Request,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +29,7 @@ class Context:
     """Facts about this host a check may need."""
 
     own_sockets: tuple[str, ...] = ()  # sockproxy's listeners and upstream
+    engine: str = ""  # "podman" or "docker" when known (GET /version at start-up)
 
 
 Params = Mapping[str, Any]
@@ -334,7 +341,9 @@ def build_host_access(params: Params, request: Request, ctx: Context) -> Iterato
     build = request.build
     if build is None:
         return
-    if build.network_mode.startswith("host"):
+    if build.network_mode == PODMAN_DEFAULT_NETWORK and ctx.engine == "docker":
+        pass  # only Podman builds in the host network when nsoptions is absent
+    elif build.network_mode.startswith("host"):
         yield f"build with network mode {build.network_mode}"
     for key, value in build.options:
         yield f"build option {key}={value}"

@@ -136,13 +136,10 @@ async def serve(args: argparse.Namespace) -> int:
     upstream = (
         unix_path(args.upstream) if args.upstream else detect_upstream(os.environ, listen_paths)
     )
-    if args.policy:
-        policy = load_policy(args.policy, Context(own_sockets=(*listen_paths, upstream)))
-    else:
-        policy = PERMISSIVE
-        log.warning("no --policy given: every recognised request is allowed")
+    kind = ""
     try:
         engine = await probe(upstream)
+        kind = engine.kind
         log.info(
             "engine",
             socket=upstream,
@@ -152,6 +149,14 @@ async def serve(args: argparse.Namespace) -> int:
         )
     except Exception as exc:  # the engine may come up later: requests get 502 until then
         log.warning("engine not answering", socket=upstream, error=str(exc) or type(exc).__name__)
+    if args.policy:
+        # The engine's kind refines decisions where the engines differ (an
+        # unknown engine gets the stricter reading).
+        context = Context(own_sockets=(*listen_paths, upstream), engine=kind)
+        policy = load_policy(args.policy, context)
+    else:
+        policy = PERMISSIVE
+        log.warning("no --policy given: every recognised request is allowed")
     listeners = []
     try:
         for path in listen_paths:

@@ -99,6 +99,7 @@ class _State(Enum):
     BODY = auto()  # streaming the request body to the engine
     AWAIT = auto()  # request sent; the engine side relays the response
     PIPE = auto()  # hijacked: raw bytes both ways
+    DRAIN = auto()  # refused: reading and dropping the rest of the body, then closing
     CLOSED = auto()
 
 
@@ -148,6 +149,8 @@ class ClientSide(asyncio.Protocol):
             self.engine.send(data)
         elif state is _State.BODY and not self.buf:
             self._send_body(data)
+        elif state is _State.DRAIN:
+            self._discard(data)
         elif state is not _State.CLOSED:
             if state is _State.HEAD and not self.buf:  # a new head starts: its clock runs
                 self._wait(self.server.limits.head_timeout)
@@ -219,13 +222,13 @@ class ClientSide(asyncio.Protocol):
 
     def _check_deadline(self) -> None:
         self._timer = None
-        if self.state not in (_State.HEAD, _State.INSPECT) or not self._deadline:
+        if self.state not in (_State.HEAD, _State.INSPECT, _State.DRAIN) or not self._deadline:
             return
         loop = asyncio.get_running_loop()
         if loop.time() < self._deadline:
             self._timer = loop.call_at(self._deadline, self._check_deadline)
-        elif self.state is _State.HEAD and not self.buf:
-            self._close()  # idle keep-alive connection: just close it
+        elif (self.state is _State.HEAD and not self.buf) or self.state is _State.DRAIN:
+            self._close()  # idle keep-alive, or a refused body that doesn't end: close
         else:
             self._reply_and_close(RequestTimeout("sockproxy: request not received in time"))
 
@@ -521,7 +524,33 @@ class ClientSide(asyncio.Protocol):
         exchange.bytes_out += len(payload)
         if self.transport is not None:
             self.transport.write(payload)
+        if body_unread and self.transport is not None:
+            # The client may still be sending the body (a build context):
+            # closing with it unread would reset the socket before the client
+            # reads the answer, so the rest is read and dropped first.
+            exchange.record()
+            self.exchange = None
+            self.state = _State.DRAIN
+            self.scanner = body_scanner(exchange.head.framing, exchange.head.content_length)
+            self._wait(self.server.limits.head_timeout)
+            for reason in ("pipelined", "connecting", "engine"):
+                self.resume(reason)
+            data = bytes(self.buf)
+            self.buf.clear()
+            self._discard(data)
+            return
         self._exchange_done(keep_alive=keep)
+
+    def _discard(self, data: bytes) -> None:
+        """DRAIN: drop body bytes; close once the body ended (or can't be framed)."""
+        assert self.scanner is not None
+        try:
+            self.scanner.feed(data)
+        except FramingError:
+            self._close()
+            return
+        if self.scanner.done or self.peer_eof:
+            self._close()
 
     def _exchange_done(self, *, keep_alive: bool) -> None:
         exchange = self.exchange

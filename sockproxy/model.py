@@ -104,6 +104,11 @@ class VolumeSpec:
     bind_source: str = ""
 
 
+# BuildSpec.network_mode when a build asks for no network isolation: Podman
+# then runs RUN steps in the host's network, Docker in a bridge network.
+PODMAN_DEFAULT_NETWORK = "host (podman default without nsoptions)"
+
+
 @dataclass(frozen=True, slots=True)
 class BuildSpec:
     network_mode: str = ""  # "", "host", "none", ...

@@ -25,12 +25,10 @@ import re
 
 from sockproxy import jsonread
 from sockproxy.jsonread import JsonValue
-from sockproxy.model import BuildSpec
+from sockproxy.model import PODMAN_DEFAULT_NETWORK, BuildSpec
 from sockproxy.normalize import caps, security
 from sockproxy.normalize.fields import Fields, Notes, strings
 from sockproxy.normalize.query import Query
-
-PODMAN_DEFAULT_NETWORK = "host (podman default without nsoptions)"
 
 # buildah define.TempDirForURL: anything else is a directory on the server.
 _URL_PREFIXES = ("http://", "https://", "git://", "github.com/")

@@ -11,6 +11,7 @@ import json
 import os
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -227,3 +228,19 @@ def test_unknown_endpoint_is_refused(guarded: Proxy) -> None:
     assert status == 403
     assert body["message"].startswith("sockproxy: endpoint not recognised")
     assert "(rule endpoint-not-recognised, policy default)" in body["message"]
+
+
+def test_legacy_build_is_allowed_on_docker_and_refused_on_podman_without_isolation(
+    guarded_docker: DockerCLI, kind: str, tmp_path: Path
+) -> None:
+    """docker build (legacy builder) sends no nsoptions: Podman would run RUN steps in
+    the host's network namespace, Docker in a bridge network."""
+    (tmp_path / "Dockerfile").write_text(f"FROM {IMAGE}\nRUN echo built > /built\n")
+    tag = f"localhost/{unique('built')}:latest"
+    res = guarded_docker("build", "-t", tag, str(tmp_path), env={"DOCKER_BUILDKIT": "0"})
+    if kind == "docker":
+        assert res.returncode == 0, describe(res)
+        assert guarded_docker.ok("run", "--rm", tag, "cat", "/built") == "built\n"
+        guarded_docker("rmi", "-f", tag)
+    else:
+        assert_refused(res, "no-build-host-access")

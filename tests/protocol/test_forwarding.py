@@ -302,3 +302,28 @@ async def test_expect_continue_on_an_inspected_body_is_answered_at_once(
     client.writer.write(body)
     head, _ = await client.response()
     assert head.startswith(b"HTTP/1.1 200")
+
+
+async def test_a_refused_request_still_uploading_its_body_reads_the_refusal(
+    engine: FakeEngine, connect: Connect
+) -> None:
+    """The rest of a refused body is read and dropped, so the client can read the 403
+    instead of a connection reset (docker build's context upload)."""
+    client = await connect()
+    size = 16 * 1024 * 1024
+    client.writer.write(
+        b"POST /v1.41/no/such/endpoint HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % size
+    )
+
+    async def upload() -> None:
+        for _ in range(size // (1 << 20)):
+            client.writer.write(b"x" * (1 << 20))
+            await client.writer.drain()
+
+    uploading = asyncio.ensure_future(upload())
+    head, body = await asyncio.wait_for(client.response(), 5)
+    await asyncio.wait_for(uploading, 5)
+    assert head.startswith(b"HTTP/1.1 403")
+    assert b"endpoint not recognised" in body
+    assert await asyncio.wait_for(client.reader.read(), 5) == b""  # then closed
+    assert engine.heads == []

@@ -299,3 +299,16 @@ def test_registry_references_pass(default: Policy, reference: str) -> None:
     parameter = "fromSrc" if reference in ("-",) or reference.startswith("https") else "fromImage"
     request = Request("image.pull", "image", image_refs=((parameter, reference),))
     assert evaluate(default, request).allowed
+
+
+@pytest.mark.parametrize(("engine", "allowed"), [("docker", True), ("podman", False), ("", False)])
+def test_build_without_network_isolation_is_host_network_only_on_podman(
+    default: Policy, engine: str, allowed: bool
+) -> None:
+    """Podman runs RUN steps in the host network when nsoptions is absent; Docker doesn't.
+    An engine sockproxy could not identify gets the stricter reading."""
+    from sockproxy.model import PODMAN_DEFAULT_NETWORK
+
+    policy = replace(default, context=Context(engine=engine))
+    request = Request("build.image", "build", build=BuildSpec(PODMAN_DEFAULT_NETWORK))
+    assert evaluate(policy, request).allowed is allowed
