@@ -18,6 +18,7 @@ import struct
 from enum import Enum, auto
 from typing import TYPE_CHECKING, cast
 
+from sockproxy import lookup
 from sockproxy.engine import WRITE_HIGH_WATER, EngineSide
 from sockproxy.errors import (
     BodyTooLarge,
@@ -37,6 +38,7 @@ from sockproxy.framing import (
     dechunk,
     parse_request_head,
 )
+from sockproxy.model import Request
 from sockproxy.normalize import normalize
 from sockproxy.policy import Decision, evaluate
 from sockproxy.routes import Route, classify
@@ -95,6 +97,7 @@ def _refuse_form_body(head: RequestHead) -> None:
 class _State(Enum):
     HEAD = auto()  # waiting for a request head
     INSPECT = auto()  # reading a body that policy must see before deciding
+    LOOKUP = auto()  # asking the engine for fresh state before deciding
     CONNECTING = auto()  # decided; opening an engine connection
     BODY = auto()  # streaming the request body to the engine
     AWAIT = auto()  # request sent; the engine side relays the response
@@ -344,6 +347,33 @@ class ClientSide(asyncio.Protocol):
         if body is not None:
             exchange.body_consumed = True
             exchange.inspected_body = body
+        container = route.param("id")
+        if route.operation in lookup.RECHECKED and container and policy.rules:
+            self.state = _State.LOOKUP
+            self.pause("lookup")
+            self.server.spawn(self._recheck_start(exchange, container))
+            return
+        self._forward(exchange)
+
+    async def _recheck_start(self, exchange: Exchange, container: str) -> None:
+        """Decide a start again on the binds the engine will mount now."""
+        try:
+            spec = await lookup.mounts_at_start(self.server.engine_client, container)
+        except ProxyError as exc:
+            if self.state is _State.LOOKUP:
+                self.resume("lookup")
+                self._answer_error(exc)
+            return
+        if self.state is not _State.LOOKUP:
+            return  # the client left meanwhile
+        self.resume("lookup")
+        if spec is not None and spec.mounts:
+            fresh = Request(exchange.route.operation, exchange.route.section, containers=(spec,))
+            decision = evaluate(self.server.policy, fresh)
+            if not decision.allowed:
+                exchange.decision = decision
+                self._answer_error(Refused(decision.reason))
+                return
         self._forward(exchange)
 
     # -- forward --------------------------------------------------------------

@@ -13,6 +13,7 @@ from sockproxy.client import ClientSide
 from sockproxy.engine import EnginePool
 from sockproxy.limits import Limits
 from sockproxy.listener import Listener, remove_listener
+from sockproxy.lookup import EngineClient
 from sockproxy.policy import Policy
 
 log = structlog.get_logger("sockproxy")
@@ -30,6 +31,7 @@ class Server:
         self.pool = pool
         self.policy = policy
         self.limits = limits or Limits()
+        self.engine_client = EngineClient(pool.path)
         self._per_uid: Counter[int] = Counter()
         self._refused: set[ClientSide] = set()  # answered 503, closing
         self.draining = False
@@ -102,4 +104,5 @@ class Server:
         for task in list(self._tasks):
             task.cancel()
         self.pool.close()
+        await self.engine_client.close()
         await asyncio.sleep(0)  # let the transports run their close callbacks

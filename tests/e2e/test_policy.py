@@ -244,3 +244,37 @@ def test_legacy_build_is_allowed_on_docker_and_refused_on_podman_without_isolati
         guarded_docker("rmi", "-f", tag)
     else:
         assert_refused(res, "no-build-host-access")
+
+
+def test_a_bind_swapped_for_a_symlink_before_start_is_refused(
+    guarded_docker: DockerCLI, direct_docker: DockerCLI, allowed_dir: str
+) -> None:
+    """Binds are checked at create, but mounted at start, following symlinks again: the
+    start is decided again on the mounts the engine holds, resolved as the host is now."""
+    data = os.path.join(allowed_dir, "data")
+    os.mkdir(data)
+    name = unique("swap")
+    guarded_docker.ok("create", "--name", name, "-v", f"{data}:/data", IMAGE, "ls", "/data")
+    try:
+        os.rmdir(data)
+        os.symlink("/", data)
+        res = guarded_docker("start", "-a", name)
+        assert_refused(res, "bind-mount-paths")
+        assert "as the engine holds it at start" in res.stderr
+        state = direct_docker.ok("inspect", "--format", "{{.State.Status}}", name).strip()
+        assert state in ("created", "configured"), state
+    finally:
+        direct_docker("rm", "-f", name)
+
+
+def test_an_ordinary_start_passes_the_fresh_check(
+    guarded_docker: DockerCLI, direct_docker: DockerCLI, allowed_dir: str
+) -> None:
+    name = unique("start")
+    guarded_docker.ok(
+        "create", "--name", name, "-v", f"{allowed_dir}:/in:ro", IMAGE, "cat", "/in/hello.txt"
+    )
+    try:
+        assert guarded_docker.ok("start", "-a", name) == "from the host\n"
+    finally:
+        direct_docker("rm", "-f", name)
