@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import http.client
+import json
 import os
 import queue
 import shlex
+import socket
 import subprocess
 import sys
 import threading
@@ -248,3 +251,103 @@ def run_many(
             pytest.fail(f"`docker {shlex.join(c)}` did not finish within {timeout}s")
         results.append(subprocess.CompletedProcess([DOCKER_CLI, *c], p.returncode, out, err))
     return results
+
+
+# --------------------------------------------------------------------------- raw API, figures
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """http.client over an AF_UNIX socket: keep-alive requests from the test process itself,
+    for tests that need the raw status codes and bodies (or many requests cheaply)."""
+
+    def __init__(self, path: str, timeout: float = 60.0) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.unix_path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+    def call(
+        self, method: str, path: str, body: object = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, bytes]:
+        """One request on this (kept-alive) connection; `body` other than bytes goes as JSON."""
+        hdrs = dict(headers or {})
+        data: bytes | None
+        if body is None or isinstance(body, bytes):
+            data = body
+        else:
+            data = json.dumps(body).encode()
+            hdrs.setdefault("Content-Type", "application/json")
+        self.request(method, path, body=data, headers=hdrs)
+        resp = self.getresponse()
+        return resp.status, resp.read()
+
+
+def error_message(body: bytes) -> str:
+    """The `message` of a Docker-style JSON error body (or the raw text when it is not one)."""
+    try:
+        msg = json.loads(body)["message"]
+    except (ValueError, KeyError, TypeError):
+        return body.decode("utf-8", "replace")
+    return str(msg)
+
+
+def open_fds(pid: int) -> int:
+    """How many file descriptors process `pid` has open."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def rss_kib(pid: int) -> int:
+    """Resident set size of process `pid` in KiB (VmRSS in /proc/PID/status)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmRSS line for pid {pid}")
+
+
+def drain_engine_pool(proxy_socket: str, count: int = 8) -> None:
+    """Close the proxy's idle kept-alive engine connections: each `Connection: close` request
+    takes one from its pool, and the engine then closes it. Each response is read to EOF, so
+    the proxy has closed that client connection too. Afterwards the proxy holds no engine
+    connection, and its descriptor count is comparable across a test."""
+    request = b"GET /_ping HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n"
+    for _ in range(count):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(30)
+            sock.connect(proxy_socket)
+            sock.sendall(request)
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 200 "), f"/_ping through the proxy: {answer[:300]!r}"
+
+
+def steady_fds(pid: int, timeout: float = 5.0) -> int:
+    """The descriptor count of `pid` once it stopped changing (three equal readings 0.1 s
+    apart), so connections still closing are not counted."""
+    readings = [open_fds(pid)]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not (len(readings) >= 3 and len(set(readings[-3:])) == 1):
+        time.sleep(0.1)
+        readings.append(open_fds(pid))
+    return readings[-1]
+
+
+def record_figures(base: Path, key: str, figures: dict[str, object]) -> None:
+    """Print measured figures (visible with -s) and merge them into BASE/figures.json."""
+    print(f"\n{key}: {json.dumps(figures, sort_keys=True)}")
+    path = base / "figures.json"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        data = {}
+    data[key] = figures
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    print(f"(recorded in {path})")
