@@ -36,8 +36,10 @@ class EngineClient:
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
+            # Lookups are rare (one per start): a connection each, closed after
+            # use, so none idle outside the main pool's bounds.
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.UnixConnector(path=self.path),
+                connector=aiohttp.UnixConnector(path=self.path, force_close=True),
                 timeout=aiohttp.ClientTimeout(total=30),
             )
         return self._session
@@ -53,9 +55,14 @@ class EngineClient:
                         f"sockproxy: the engine answered {response.status} to {path}"
                     )
                 return await response.json(content_type=None)
+        except aiohttp.ClientConnectorError as exc:
+            reason = exc.os_error.strerror or str(exc.os_error)
+            raise EngineUnreachable(
+                f"sockproxy: cannot reach the engine at {self.path}: {reason}"
+            ) from exc
         except aiohttp.ClientConnectionError as exc:
             raise EngineUnreachable(
-                f"sockproxy: cannot reach the engine at {self.path}: {exc}"
+                f"sockproxy: the engine closed the connection during a lookup: {exc}"
             ) from exc
         except (aiohttp.ClientError, ValueError) as exc:
             raise LookupFailed(f"sockproxy: unreadable answer from the engine to {path}") from exc
