@@ -170,8 +170,8 @@ class ClientSide(asyncio.Protocol):
     def eof_received(self) -> bool:
         self.peer_eof = True
         state = self.state
-        if state is _State.HEAD or state is _State.INSPECT:
-            return False  # nothing sent yet, and the request can never complete
+        if state in (_State.HEAD, _State.INSPECT, _State.DRAIN, _State.CLOSED):
+            return False  # nothing in flight, and no request can complete now
         if state is _State.BODY:
             self.abort()  # the client left inside its request body
             return False
@@ -262,7 +262,12 @@ class ClientSide(asyncio.Protocol):
             self._advancing = False
 
     def _advance_heads(self) -> None:
-        while self.state is _State.HEAD:
+        while self.state is _State.HEAD or self.state is _State.INSPECT:
+            if self.state is _State.INSPECT:
+                self._read_inspected()
+                if self.state is _State.INSPECT:
+                    return  # the body needs more bytes
+                continue
             end = self.buf.find(HEAD_END)
             if end + 4 > self.server.limits.head_bytes:
                 self._reply_and_close(HeadTooLarge("request head too large"))
@@ -291,11 +296,8 @@ class ClientSide(asyncio.Protocol):
                     # the client is told to send it now (the engine's own 100
                     # later is one more interim response, which clients skip).
                     self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-                self._read_inspected()
             else:
                 self._decide(head, route, raw, None)
-        if self.state is _State.INSPECT:
-            self._read_inspected()
 
     def _read_inspected(self) -> None:
         """Read a body whole (bounded) before deciding: exactly these bytes
@@ -314,7 +316,9 @@ class ClientSide(asyncio.Protocol):
         self.inspected += self.buf[:used]
         del self.buf[:used]
         if not scanner.done:
-            if len(self.buf) > self.server.limits.body_bytes:  # a framing line that never ends
+            if self.peer_eof:  # the client ended its side: the body can never complete
+                self._reply_and_close(FramingError("request body cut short"))
+            elif len(self.buf) > self.server.limits.body_bytes:  # a line that never ends
                 self._reply_and_close(BodyTooLarge("sockproxy: request body framing too long"))
             return
         head, route, raw = pending
@@ -574,13 +578,19 @@ class ClientSide(asyncio.Protocol):
     def _discard(self, data: bytes) -> None:
         """DRAIN: drop body bytes; close once the body ended (or can't be framed)."""
         assert self.scanner is not None
+        if self.buf:  # a framing line split across reads
+            self.buf += data
+            data = bytes(self.buf)
+            self.buf.clear()
         try:
-            self.scanner.feed(data)
+            used = self.scanner.feed(data)
         except FramingError:
             self._close()
             return
         if self.scanner.done or self.peer_eof:
             self._close()
+        elif used < len(data):
+            self.buf += data[used:]
 
     def _exchange_done(self, *, keep_alive: bool) -> None:
         exchange = self.exchange

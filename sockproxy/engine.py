@@ -197,6 +197,13 @@ class EngineSide(asyncio.Protocol):
             return True
         exchange.response = response
         exchange.status = response.status
+        if response.status == 101 and not exchange.route.hijack:
+            self._fail(
+                EngineProtocolError(
+                    "sockproxy: the engine switched protocols on an endpoint that never does"
+                )
+            )
+            return False
         if _is_hijack(exchange.route.hijack, response):
             self.state = _State.PIPE
             early = bytes(self.buf)
@@ -205,7 +212,8 @@ class EngineSide(asyncio.Protocol):
             return False
         if response.framing is Framing.NONE:
             client.deliver(raw)
-            self._complete(reusable=True)
+            # Bytes after a bodiless response answer nothing: out of step.
+            self._complete(reusable=not self.buf)
             return False
         self.state = _State.BODY
         self.scanner = body_scanner(response.framing, response.content_length)

@@ -106,7 +106,10 @@ def _fields(raw: bytes, start: int) -> tuple[tuple[str, str], ...]:
 
 
 def _tokens(value: str) -> list[str]:
-    return [part.strip().lower() for part in value.split(",") if part.strip()]
+    # Only HTTP's optional whitespace (SP, HTAB) is trimmed: str.strip() would
+    # also drop NEL and NO-BREAK SPACE, which Go keeps ("chunked\x85" is not
+    # chunked to the engine).
+    return [part.strip(" \t").lower() for part in value.split(",") if part.strip(" \t")]
 
 
 def _body_framing(
@@ -163,6 +166,10 @@ def parse_request_head(raw: bytes) -> RequestHead:
         raise FramingError("unsupported HTTP version")
     headers = _fields(raw, eol + 2)
     framing, length = _body_framing(headers)
+    if minor == 0 and framing is Framing.CHUNKED:
+        # Go ignores Transfer-Encoding on HTTP/1.0 requests (net/http
+        # transfer.go): it would read no body, then the chunks as a request.
+        raise FramingError("Transfer-Encoding in an HTTP/1.0 request")
     connection = [t for k, v in headers if k == "connection" for t in _tokens(v)]
     upgrade = "upgrade" in connection and any(k == "upgrade" for k, _ in headers)
     return RequestHead(
