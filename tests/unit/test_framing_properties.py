@@ -259,9 +259,6 @@ def test_go_frames_an_accepted_head_alike_or_refuses_it(raw: bytes, tail: bytes)
     if head is None:
         event("refused by sockproxy")
         return
-    if head.http_minor == 0 and head.header("transfer-encoding") is not None:
-        event("HTTP/1.0 with Transfer-Encoding (known divergence)")
-        return  # test_http_1_0_transfer_encoding_is_refused below
     go = _go_end(raw + tail)
     if isinstance(go, GoRefusal):
         event(f"accepted by sockproxy, refused by Go ({go.status})")
@@ -274,13 +271,10 @@ def test_go_frames_an_accepted_head_alike_or_refuses_it(raw: bytes, tail: bytes)
     assert go == ours
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Go ignores Transfer-Encoding on HTTP/1.0 requests (net/http transfer.go, "
-    "issue 12785); RFC 9112 section 6.1 calls it faulty framing",
-)
 @pytest.mark.parametrize("connection", ["", "Connection: keep-alive\r\n"])
 def test_http_1_0_transfer_encoding_is_refused(connection: str) -> None:
+    """Go ignores Transfer-Encoding on HTTP/1.0 requests (net/http transfer.go, issue
+    12785); RFC 9112 section 6.1 calls it faulty framing."""
     raw = f"POST /build HTTP/1.0\r\nHost: docker\r\n{connection}Transfer-Encoding: chunked\r\n\r\n"
     stream = raw.encode() + b"5\r\nhello\r\n0\r\n\r\n"
     read = go_read_request(stream, after_post=False)
@@ -290,13 +284,9 @@ def test_http_1_0_transfer_encoding_is_refused(connection: str) -> None:
         parse_request_head(raw.encode())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="framing._tokens uses str.strip(), which also strips NEL and NO-BREAK SPACE "
-    "(obs-text to HTTP, kept by Go): these are not 'chunked' to the engines",
-)
 @pytest.mark.parametrize("value", ["\xa0chunked", "chunked\x85", "\x85chunked\xa0"])
 def test_transfer_coding_is_trimmed_of_optional_whitespace_only(value: str) -> None:
+    """NEL and NO-BREAK SPACE are obs-text, kept by Go: not "chunked" to the engines."""
     with pytest.raises(FramingError):
         parse_request_head(
             f"POST /build HTTP/1.1\r\nHost: d\r\nTransfer-Encoding: {value}\r\n\r\n".encode(
