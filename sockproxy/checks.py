@@ -142,7 +142,18 @@ def cgroup_parent(params: Params, request: Request, ctx: Context) -> Iterator[st
     "Refuse OCI annotations the runtime or engine acts on.",
     deny=Param(
         "strings",
-        ["run.oci.*", "org.systemd.property.*", "io.kubernetes.cri-o.*", "io.podman.annotations.*"],
+        [
+            "run.oci.*",  # crun acts on these (handlers, groups, cgroup settings)
+            "org.systemd.property.*",  # unit properties for the container's scope
+            "io.podman.annotations.*",  # Podman maps these to container options
+            "io.containers.trace-syscall",  # an OCI hook writing a host path
+            "io.kubernetes.cri-o.Devices",
+            "io.kubernetes.cri-o.UnifiedCgroup*",
+            "io.kubernetes.cri-o.userns-mode",
+            "io.kubernetes.cri-o.cgroup2-mount-hierarchy-rw",
+            # (Podman sets informational ones such as io.kubernetes.cri-o.TTY
+            # on every container: those pass.)
+        ],
         "glob patterns of annotation keys",
     ),
 )

@@ -92,7 +92,7 @@ class _Play:
 
 
 def play(raw_query: str, body: bytes | None, notes: Notes) -> Played:
-    context = _read_query(Query(raw_query), notes)
+    context = _read_query(Query(raw_query, podman_only=True), notes)
     documents = [Fields(obj, "", notes) for obj in _documents(body or b"")]
     labelled = [(_label(doc, i), doc) for i, doc in enumerate(documents)]
     containers: list[ContainerSpec] = []

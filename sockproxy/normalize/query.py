@@ -15,10 +15,13 @@ from sockproxy.jsonread import AmbiguousBody
 
 
 class Query:
-    __slots__ = ("_pairs",)
+    __slots__ = ("_pairs", "_podman_only")
 
-    def __init__(self, raw: str) -> None:
+    def __init__(self, raw: str, *, podman_only: bool = False) -> None:
         self._pairs = parse_qsl(raw, keep_blank_values=True)
+        # On a libpod-only route no other engine reads the query, and Podman's
+        # schema decoder folds case: another spelling is the same parameter.
+        self._podman_only = podman_only
 
     def _values(self, name: str) -> list[str]:
         folded = name.lower()
@@ -26,7 +29,7 @@ class Query:
         for key, value in self._pairs:
             if key.lower() != folded:
                 continue
-            if key != name:
+            if key != name and not self._podman_only:
                 raise AmbiguousBody(
                     f"ambiguous query: parameter {key!r} is {name!r} for Podman only"
                 )
