@@ -41,6 +41,22 @@ def _mode(text: str) -> int:
     return value
 
 
+# serve's limit flags: (flag, Limits field, metavar, help).
+_LIMIT_FLAGS = (
+    ("--max-head-bytes", "head_bytes", "N", "largest request head"),
+    ("--max-body-bytes", "body_bytes", "N", "largest body read for inspection"),
+    ("--head-timeout", "head_timeout", "SECONDS", "time to send a request head"),
+    ("--idle-timeout", "idle_timeout", "SECONDS", "idle keep-alive time"),
+    ("--max-connections", "max_connections", "N", "open client connections"),
+    (
+        "--max-connections-per-uid",
+        "max_connections_per_uid",
+        "N",
+        "open connections per client uid",
+    ),
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sockproxy", description="A policy-enforcing proxy for container engine sockets."
@@ -79,48 +95,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
     commands.add_parser("schema", help="print the JSON Schema of policy files")
     defaults = Limits()
-    serve.add_argument(
-        "--max-head-bytes",
-        type=int,
-        default=defaults.head_bytes,
-        metavar="N",
-        help=f"largest request head (default {defaults.head_bytes})",
-    )
-    serve.add_argument(
-        "--max-body-bytes",
-        type=int,
-        default=defaults.body_bytes,
-        metavar="N",
-        help=f"largest body read for inspection (default {defaults.body_bytes})",
-    )
-    serve.add_argument(
-        "--head-timeout",
-        type=float,
-        default=defaults.head_timeout,
-        metavar="SECONDS",
-        help=f"time to send a request head (default {defaults.head_timeout:g})",
-    )
-    serve.add_argument(
-        "--idle-timeout",
-        type=float,
-        default=defaults.idle_timeout,
-        metavar="SECONDS",
-        help=f"idle keep-alive time (default {defaults.idle_timeout:g})",
-    )
-    serve.add_argument(
-        "--max-connections",
-        type=int,
-        default=defaults.max_connections,
-        metavar="N",
-        help=f"open connections (default {defaults.max_connections})",
-    )
-    serve.add_argument(
-        "--max-connections-per-uid",
-        type=int,
-        default=defaults.max_connections_per_uid,
-        metavar="N",
-        help=f"open connections per client uid (default {defaults.max_connections_per_uid})",
-    )
+    for flag, field, metavar, text in _LIMIT_FLAGS:
+        default = getattr(defaults, field)
+        serve.add_argument(
+            flag,
+            dest=field,
+            type=type(default),
+            default=default,
+            metavar=metavar,
+            help=f"{text} (default {default})",
+        )
     check = commands.add_parser("check", help="validate policy files")
     check.add_argument("files", nargs="+", metavar="FILE")
     explain = commands.add_parser("explain", help="show the decision a policy makes on a request")
@@ -165,14 +149,7 @@ async def serve(args: argparse.Namespace) -> int:
         for listener in listeners:
             remove_listener(listener)
         raise
-    limits = Limits(
-        head_bytes=args.max_head_bytes,
-        body_bytes=args.max_body_bytes,
-        head_timeout=args.head_timeout,
-        idle_timeout=args.idle_timeout,
-        max_connections=args.max_connections,
-        max_connections_per_uid=args.max_connections_per_uid,
-    )
+    limits = Limits(**{field: getattr(args, field) for _, field, _, _ in _LIMIT_FLAGS})
     server = Server(listeners, EnginePool(upstream), policy, limits)
     await server.start()
     log.info("listening", sockets=listen_paths, upstream=upstream, policy=policy.name)
