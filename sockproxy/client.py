@@ -78,6 +78,10 @@ class FormBody(ProxyError):
     status = 400
 
 
+# The methods the engines' routers serve (routes.ENDPOINTS); any other is a
+# framing-level refusal (400, connection closed), not an unknown endpoint.
+_SERVED_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS"})
+
 _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
@@ -282,6 +286,8 @@ class ClientSide(asyncio.Protocol):
             del self.buf[: end + 4]
             try:
                 head = parse_request_head(raw)
+                if head.method not in _SERVED_METHODS:
+                    raise FramingError(f"method {head.method[:32]} is not served")
                 _refuse_form_body(head)
             except ProxyError as exc:
                 self._reply_and_close(exc)

@@ -758,7 +758,7 @@ def _request_lines() -> Iterator[Row]:
 
 
 def _methods() -> Iterator[Row]:
-    """Methods no engine route serves: refused as endpoints nobody recognises."""
+    """Methods no engine route serves: refused at the frame stage (400, closed)."""
     for method in [
         b"CONNECT",
         b"TRACE",
@@ -776,12 +776,7 @@ def _methods() -> Iterator[Row]:
         b"QUERY",
     ]:
         name = method if len(method) < 20 else method[:8] + b"...(%d)" % len(method)
-        yield Row(
-            f"method {name!r}",
-            _head(method + b" /_ping HTTP/1.1\r\n", b"Host: docker"),
-            Outcome.DENIED,
-            status=403,
-        )
+        yield _refused(f"method {name!r}", _head(method + b" /_ping HTTP/1.1\r\n", b"Host: docker"))
     # The head limit (256 KiB) is about the head, not its parts.
     yield _refused("method of 300 KiB", b"A" * (300 * 1024) + b" /_ping HTTP/1.1\r\n\r\n", 431)
 
