@@ -132,6 +132,9 @@ def record(
     bytes_in: int,
     bytes_out: int,
     policy: str,
+    policy_digest: str = "",
+    uid: int = -1,
+    pid: int = 0,
 ) -> None:
     """Emit the audit event for one finished request."""
     emit = log.info if allowed and not warnings else log.warning
@@ -148,4 +151,7 @@ def record(
         bytes_in=bytes_in,
         bytes_out=bytes_out,
         policy=policy,
+        policy_digest=policy_digest,
+        uid=uid,
+        pid=pid,
     )

@@ -348,7 +348,16 @@ class ClientSide(asyncio.Protocol):
         except ProxyError as exc:  # a body the engines could read differently, or not at all
             decision = Decision(False, "invalid-body", exc.message, False)
             failure = exc
-        exchange = Exchange(head, route, decision, policy.name, bytes_in=len(raw))
+        exchange = Exchange(
+            head,
+            route,
+            decision,
+            policy.name,
+            bytes_in=len(raw),
+            uid=self.peer_uid,
+            pid=self.peer_pid,
+            policy_digest=policy.digest,
+        )
         self.exchange = exchange
         if failure is not None:
             exchange.body_consumed = body is not None

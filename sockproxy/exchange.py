@@ -25,6 +25,9 @@ class Exchange:
     inspected_body: bytes | None = None  # the body policy saw, forwarded as it is
     bytes_in: int = 0  # client -> engine, heads included
     bytes_out: int = 0  # engine -> client, heads included
+    uid: int = -1  # the client's kernel peer credentials
+    pid: int = 0
+    policy_digest: str = ""
     recorded: bool = False
 
     @property
@@ -48,4 +51,7 @@ class Exchange:
             bytes_in=self.bytes_in,
             bytes_out=self.bytes_out,
             policy=self.policy,
+            policy_digest=self.policy_digest,
+            uid=self.uid,
+            pid=self.pid,
         )

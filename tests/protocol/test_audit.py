@@ -1,0 +1,39 @@
+"""Audit: one event per request, naming the caller as the kernel reports it,
+never carrying bodies or credentials."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from sockproxy import exchange as exchange_module
+from tests.protocol.conftest import Client, FakeEngine
+
+Connect = Callable[[], Awaitable[Client]]
+SECRET = "eyJ1c2VybmFtZSI6InMzY3IzdCJ9"
+
+
+async def test_each_request_is_audited_with_peer_credentials_and_no_secrets(
+    engine: FakeEngine, connect: Connect, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events: list[dict[str, Any]] = []
+    monkeypatch.setattr(exchange_module.audit, "record", lambda **event: events.append(event))
+    client = await connect()
+    body = b'{"Image": "busybox", "Env": ["TOKEN=' + SECRET.encode() + b'"]}'
+    client.writer.write(
+        b"POST /v1.41/containers/create?name=x HTTP/1.1\r\nContent-Type: application/json\r\n"
+        b"X-Registry-Auth: %s\r\nContent-Length: %d\r\n\r\n%s" % (SECRET.encode(), len(body), body)
+    )
+    await client.response()
+    client.writer.write(b"GET /_ping HTTP/1.1\r\n\r\n")
+    await client.response()
+    assert [e["operation"] for e in events] == ["container.create", "system.ping"]
+    create = events[0]
+    assert (create["uid"], create["pid"]) == (os.getuid(), os.getpid())
+    assert create["allowed"] is True
+    assert create["path"] == "/containers/create"  # no query string
+    assert create["policy"] == "builtin-permissive"
+    assert SECRET not in repr(events)
