@@ -11,8 +11,9 @@ import pytest
 import uvloop
 
 from sockproxy.engine import EnginePool
+from sockproxy.limits import Limits
 from sockproxy.listener import open_listener
-from sockproxy.policy import PERMISSIVE
+from sockproxy.policy import PERMISSIVE, Policy
 from sockproxy.server import Server
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -105,13 +106,21 @@ async def engine(sockdir: Path) -> AsyncIterator[FakeEngine]:
     await fake.stop()
 
 
+async def start_proxy(
+    path: Path, engine_path: str, policy: Policy = PERMISSIVE, limits: Limits | None = None
+) -> Server:
+    """A running proxy listening on ``path`` in front of the engine socket at
+    ``engine_path``; its socket is ``server.listeners[0].path``."""
+    server = Server([open_listener(str(path))], EnginePool(engine_path), policy, limits)
+    await server.start()
+    return server
+
+
 @pytest.fixture
 async def proxy(sockdir: Path, engine: FakeEngine) -> AsyncIterator[str]:
     """Path of a running proxy socket in front of the fake engine."""
-    listener = open_listener(str(sockdir / "proxy.sock"))
-    server = Server([listener], EnginePool(engine.path), PERMISSIVE)
-    await server.start()
-    yield listener.path
+    server = await start_proxy(sockdir / "proxy.sock", engine.path)
+    yield server.listeners[0].path
     await server.shutdown(grace=1.0)
 
 

@@ -9,11 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from sockproxy.engine import EnginePool
-from sockproxy.listener import open_listener
 from sockproxy.policy import load_policy
-from sockproxy.server import Server
-from tests.protocol.conftest import FakeEngine, read_request
+from tests.protocol.conftest import FakeEngine, read_request, start_proxy
 
 POLICY = Path(__file__).resolve().parents[2] / "policies" / "default.yaml"
 
@@ -27,10 +24,8 @@ FORM = b"networkmode=host&remote=http%3A%2F%2Fexample.com%2Fctx.tar"
 @pytest.fixture
 async def guarded(sockdir: Path, engine: FakeEngine) -> AsyncIterator[str]:
     """A proxy socket enforcing the default policy in front of the fake engine."""
-    listener = open_listener(str(sockdir / "guard.sock"))
-    server = Server([listener], EnginePool(engine.path), load_policy(str(POLICY)))
-    await server.start()
-    yield listener.path
+    server = await start_proxy(sockdir / "guard.sock", engine.path, load_policy(str(POLICY)))
+    yield server.listeners[0].path
     await server.shutdown(grace=1.0)
 
 

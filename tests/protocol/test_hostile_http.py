@@ -25,10 +25,8 @@ from typing import cast
 
 import pytest
 
-from sockproxy.engine import EnginePool
-from sockproxy.listener import open_listener
 from sockproxy.policy import load_policy
-from sockproxy.server import Server
+from tests.protocol.conftest import start_proxy
 
 POLICY = load_policy(str(Path(__file__).resolve().parents[2] / "policies" / "default.yaml"))
 
@@ -321,10 +319,8 @@ async def go_engine(sockdir: Path) -> AsyncIterator[GoEngine]:
 @pytest.fixture
 async def proxy_path(sockdir: Path, go_engine: GoEngine) -> AsyncIterator[str]:
     """A proxy enforcing policies/default.yaml in front of the Go-like engine."""
-    listener = open_listener(str(sockdir / "proxy.sock"))
-    server = Server([listener], EnginePool(go_engine.path), POLICY)
-    await server.start()
-    yield listener.path
+    server = await start_proxy(sockdir / "proxy.sock", go_engine.path, POLICY)
+    yield server.listeners[0].path
     await server.shutdown(grace=0.5)
 
 

@@ -9,12 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from sockproxy.engine import EnginePool
 from sockproxy.limits import Limits
-from sockproxy.listener import open_listener
-from sockproxy.policy import PERMISSIVE
 from sockproxy.server import Server
-from tests.protocol.conftest import FakeEngine, read_request
+from tests.protocol.conftest import FakeEngine, read_request, start_proxy
 
 Start = Callable[[Limits], Awaitable[str]]
 
@@ -24,11 +21,9 @@ async def start(sockdir: Path, engine: FakeEngine) -> AsyncIterator[Start]:
     servers: list[Server] = []
 
     async def run(limits: Limits) -> str:
-        listener = open_listener(str(sockdir / "limited.sock"))
-        server = Server([listener], EnginePool(engine.path), PERMISSIVE, limits)
-        await server.start()
+        server = await start_proxy(sockdir / "limited.sock", engine.path, limits=limits)
         servers.append(server)
-        return listener.path
+        return server.listeners[0].path
 
     yield run
     for server in servers:

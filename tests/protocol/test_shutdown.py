@@ -7,11 +7,8 @@ import contextlib
 import os
 from pathlib import Path
 
-from sockproxy.engine import EnginePool
-from sockproxy.listener import open_listener
-from sockproxy.policy import PERMISSIVE
 from sockproxy.server import Server
-from tests.protocol.conftest import FakeEngine, read_request, response
+from tests.protocol.conftest import FakeEngine, read_request, response, start_proxy
 
 
 async def slow_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -22,10 +19,8 @@ async def slow_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter
 
 
 async def start(sockdir: Path, engine: FakeEngine) -> tuple[Server, str]:
-    listener = open_listener(str(sockdir / "proxy.sock"))
-    server = Server([listener], EnginePool(engine.path), PERMISSIVE)
-    await server.start()
-    return server, listener.path
+    server = await start_proxy(sockdir / "proxy.sock", engine.path)
+    return server, server.listeners[0].path
 
 
 async def test_in_flight_request_finishes_and_new_connections_are_refused(
