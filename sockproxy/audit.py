@@ -16,7 +16,7 @@ import asyncio
 import logging
 import sys
 import time
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any, TextIO
 
 import structlog
@@ -133,8 +133,9 @@ def record(
     bytes_out: int,
     policy: str,
     policy_digest: str = "",
-    uid: int = -1,
-    pid: int = 0,
+    reason: str = "",
+    identity: Mapping[str, object] | None = None,
+    engine_ms: float | None = None,
 ) -> None:
     """Emit the audit event for one finished request."""
     emit = log.info if allowed and not warnings else log.warning
@@ -145,6 +146,7 @@ def record(
         operation=operation,
         decision="allow" if allowed else "deny",
         rule=rule,
+        **({"reason": reason} if not allowed else {}),
         status=status,
         **({"warnings": warnings} if warnings else {}),
         duration_ms=round(duration * 1000, 3),
@@ -152,6 +154,6 @@ def record(
         bytes_out=bytes_out,
         policy=policy,
         policy_digest=policy_digest,
-        uid=uid,
-        pid=pid,
+        **({"engine_ms": round(engine_ms * 1000, 3)} if engine_ms is not None else {}),
+        **(identity or {}),
     )

@@ -13,12 +13,13 @@ the relay is a pair of protocol objects, which is what makes it cheap.
 from __future__ import annotations
 
 import asyncio
-import socket
-import struct
+import time
+from collections.abc import Mapping
 from enum import Enum, auto
 from typing import TYPE_CHECKING, cast
 
 from sockproxy import lookup
+from sockproxy.config import NO_POLICY_RULE
 from sockproxy.engine import WRITE_HIGH_WATER, EngineSide
 from sockproxy.errors import (
     BodyTooLarge,
@@ -38,9 +39,11 @@ from sockproxy.framing import (
     dechunk,
     parse_request_head,
 )
+from sockproxy.identity import Identity, from_certificate, from_unix_peer
+from sockproxy.listener import Listener
 from sockproxy.model import Request
 from sockproxy.normalize import normalize
-from sockproxy.policy import Decision, evaluate
+from sockproxy.policy import Decision, Policy, evaluate
 from sockproxy.routes import Route, classify
 
 if TYPE_CHECKING:
@@ -60,18 +63,16 @@ class RequestTimeout(ProxyError):
     status = 408
 
 
-def peer_credentials(transport: asyncio.BaseTransport) -> tuple[int, int]:
-    """(pid, uid) of the client process, from the kernel (SO_PEERCRED)."""
-    sock = transport.get_extra_info("socket")
-    try:
-        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
-    except (AttributeError, OSError):
-        return 0, -1
-    pid, uid, _gid = _UCRED.unpack(raw)
-    return pid, uid
-
-
-_UCRED = struct.Struct("3i")
+def identify(listener: Listener, transport: asyncio.BaseTransport) -> Identity:
+    """Who connected: the kernel's word on a Unix socket, the verified
+    certificate on TLS, the creator's identity on a nested socket."""
+    if listener.fixed is not None:
+        return listener.fixed.identity
+    if listener.tls is not None:
+        return from_certificate(transport.get_extra_info("peercert"), listener.name)
+    if not listener.path:
+        return Identity(listener.name)  # plain TCP (explicit opt-in): nobody in particular
+    return from_unix_peer(transport.get_extra_info("socket"), listener.name)
 
 
 class FormBody(ProxyError):
@@ -111,8 +112,9 @@ class _State(Enum):
 
 
 class ClientSide(asyncio.Protocol):
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: Server, listener: Listener) -> None:
         self.server = server
+        self.listener = listener
         self.transport: asyncio.Transport | None = None
         self.state = _State.HEAD
         self.buf = bytearray()
@@ -126,17 +128,38 @@ class ClientSide(asyncio.Protocol):
         self.write_paused = False
         self._pauses: set[str] = set()
         self._advancing = False
-        self.peer_uid = -1  # kernel peer credentials of the client
-        self.peer_pid = 0
+        self.identity = Identity(listener.name)
+        # The policy in force for this client, and the regime it came from.
+        self.policy: Policy | None = None
+        self.who: Mapping[str, object] = {}  # the identity as audited
+        self._generation = -1
         self._deadline = 0.0  # when the head being read (or the idle wait) times out
         self._timer: asyncio.TimerHandle | None = None
+
+    @property
+    def peer_key(self) -> int | str:
+        """Whose connections these are, for the per-client connection limit."""
+        return self.identity.subject or self.identity.uid
+
+    def _select(self) -> Policy | None:
+        """The policy for this client under the regime in force (picked
+        again after a reload, at the next request)."""
+        regime = self.server.regime
+        if regime.generation != self._generation:
+            if self.listener.fixed is not None:
+                self.policy = regime.policies.get(self.listener.fixed.policy)
+            else:
+                self.policy, self.identity = regime.select(self.identity)
+            self.who = self.identity.audit_fields()
+            self._generation = regime.generation
+        return self.policy
 
     # -- asyncio callbacks ----------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
         self.transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
-        self.peer_pid, self.peer_uid = peer_credentials(transport)
+        self.identity = identify(self.listener, transport)
         refusal = self.server.admit(self)
         if refusal is not None:
             # Answer, end our side, and drop what the client still sends: closing
@@ -337,26 +360,33 @@ class ClientSide(asyncio.Protocol):
 
     def _decide(self, head: RequestHead, route: Route, raw: bytes, body: bytes | None) -> None:
         """Normalise and decide; then forward, or answer the refusal."""
-        policy = self.server.policy
-        try:
-            payload = (
-                dechunk(body) if body is not None and head.framing is Framing.CHUNKED else body
-            )
-            request = normalize(route.operation, route.section, route.body, route.query, payload)
-            decision = evaluate(policy, request)
-            failure: ProxyError | None = None if decision.allowed else Refused(decision.reason)
-        except ProxyError as exc:  # a body the engines could read differently, or not at all
-            decision = Decision(False, "invalid-body", exc.message, False)
-            failure = exc
+        policy = self._select()
+        failure: ProxyError | None = None
+        if policy is None:
+            decision = _NO_POLICY
+            failure = Refused(decision.reason)
+        else:
+            try:
+                payload = (
+                    dechunk(body) if body is not None and head.framing is Framing.CHUNKED else body
+                )
+                request = normalize(
+                    route.operation, route.section, route.body, route.query, payload
+                )
+                decision = evaluate(policy, request)
+                if not decision.allowed:
+                    failure = Refused(decision.reason)
+            except ProxyError as exc:  # a body the engines could read differently, or not at all
+                decision = Decision(False, "invalid-body", exc.message, False)
+                failure = exc
         exchange = Exchange(
             head,
             route,
             decision,
-            policy.name,
+            policy.name if policy else "",
             bytes_in=len(raw),
-            uid=self.peer_uid,
-            pid=self.peer_pid,
-            policy_digest=policy.digest,
+            identity=self.who,
+            policy_digest=policy.digest if policy else "",
         )
         self.exchange = exchange
         if failure is not None:
@@ -367,6 +397,7 @@ class ClientSide(asyncio.Protocol):
             exchange.body_consumed = True
             exchange.inspected_body = body
         container = route.param("id")
+        assert policy is not None
         if route.operation in lookup.RECHECKED and container and policy.rules:
             self.state = _State.LOOKUP
             self.pause("lookup")
@@ -386,9 +417,9 @@ class ClientSide(asyncio.Protocol):
         if self.state is not _State.LOOKUP:
             return  # the client left meanwhile
         self.resume("lookup")
-        if spec is not None and spec.mounts:
+        if spec is not None and spec.mounts and self.policy is not None:
             fresh = Request(exchange.route.operation, exchange.route.section, containers=(spec,))
-            decision = evaluate(self.server.policy, fresh)
+            decision = evaluate(self.policy, fresh)
             if not decision.allowed:
                 exchange.decision = decision
                 self._answer_error(Refused(decision.reason))
@@ -427,6 +458,7 @@ class ClientSide(asyncio.Protocol):
         assert exchange is not None
         self.engine = engine
         engine.bind(self)
+        exchange.forwarded = time.monotonic()
         if self.write_paused:
             engine.pause_reading()
         head = exchange.head
@@ -652,3 +684,11 @@ class ClientSide(asyncio.Protocol):
         """At shutdown: close a connection that has no request in flight."""
         if self.state is _State.HEAD and not self.buf:
             self._close()
+
+
+_NO_POLICY = Decision(
+    False,
+    NO_POLICY_RULE,
+    f"sockproxy: no policy applies to this client (rule {NO_POLICY_RULE})",
+    False,
+)

@@ -197,6 +197,7 @@ class EngineSide(asyncio.Protocol):
             return True
         exchange.response = response
         exchange.status = response.status
+        exchange.engine_seconds = time.monotonic() - exchange.forwarded
         if response.status == 101 and not exchange.route.hijack:
             self._fail(
                 EngineProtocolError(

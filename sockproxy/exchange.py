@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from sockproxy import audit
@@ -25,9 +26,10 @@ class Exchange:
     inspected_body: bytes | None = None  # the body policy saw, forwarded as it is
     bytes_in: int = 0  # client -> engine, heads included
     bytes_out: int = 0  # engine -> client, heads included
-    uid: int = -1  # the client's kernel peer credentials
-    pid: int = 0
+    identity: Mapping[str, object] | None = None  # who is calling, as audited
     policy_digest: str = ""
+    forwarded: float = 0.0  # when its first byte went to the engine
+    engine_seconds: float | None = None  # forwarded -> the engine's response head
     recorded: bool = False
 
     @property
@@ -52,6 +54,7 @@ class Exchange:
             bytes_out=self.bytes_out,
             policy=self.policy,
             policy_digest=self.policy_digest,
-            uid=self.uid,
-            pid=self.pid,
+            reason=self.decision.reason,
+            identity=self.identity,
+            engine_ms=self.engine_seconds,
         )

@@ -38,6 +38,17 @@ import yaml
 from sockproxy.checks import REGISTRY, Context
 from sockproxy.model import Request
 from sockproxy.routes import ENDPOINTS, SECTIONS
+from sockproxy.yamlfile import (
+    Errors,
+    boolean,
+    closest,
+    compose,
+    mapping,
+    string,
+    strings,
+    unknown,
+    word,
+)
 
 OPERATIONS = frozenset(endpoint.operation for endpoint in ENDPOINTS)
 
@@ -75,6 +86,12 @@ class Policy:
     deny_operations: frozenset[str]
     rules: tuple[Rule, ...]
     context: Context = field(default_factory=Context)
+    # Ownership isolation: clients see and touch only what they created.
+    isolation: bool = False
+    # Engine-socket binds are rewritten to a sockproxy socket carrying the
+    # client's identity and this policy ("same") or the one in this file.
+    nested_policy: str | None = None
+    files: tuple[str, ...] = ()  # every file it was built from (extends too), to watch
 
     def allows_operation(self, operation: str, section: str) -> bool:
         if operation in self.deny_operations:
@@ -151,111 +168,35 @@ def _refuse(policy: Policy, rule: str, what: str) -> Decision:
 
 # -- loading ---------------------------------------------------------------------
 
-_TOP_KEYS = {"name", "description", "extends", "allow", "deny", "checks", "all-checks"}
+_TOP_KEYS = {
+    "name",
+    "description",
+    "extends",
+    "allow",
+    "deny",
+    "checks",
+    "all-checks",
+    "isolation",
+    "nested-socket",
+}
+SAME = "same"  # nested-socket: the nested socket applies this same policy
 _RULE_KEYS = {"id", "check", "mode", "message"}
 
 
-class _Errors:
-    def __init__(self, filename: str) -> None:
-        self.filename = filename
-        self.items: list[str] = []
-
-    def add(self, node: yaml.Node | None, message: str) -> None:
-        if node is None:
-            self.items.append(f"{self.filename}:1:1: {message}")
-        else:
-            mark = node.start_mark
-            self.items.append(f"{self.filename}:{mark.line + 1}:{mark.column + 1}: {message}")
-
-
-def _mapping(node: yaml.Node, errors: _Errors, what: str) -> dict[str, tuple[yaml.Node, yaml.Node]]:
-    """A mapping node's entries by key; duplicate and non-string keys are errors."""
-    if not isinstance(node, yaml.MappingNode):
-        errors.add(node, f"{what} must be a mapping")
-        return {}
-    entries: dict[str, tuple[yaml.Node, yaml.Node]] = {}
-    for key, value in node.value:
-        if not isinstance(key, yaml.ScalarNode) or key.tag != "tag:yaml.org,2002:str":
-            errors.add(key, f"{what}: keys must be strings")
-            continue
-        if key.value in entries:
-            errors.add(key, f"{what}: duplicate key {key.value!r}")
-            continue
-        entries[key.value] = (key, value)
-    return entries
-
-
-def _unknown(
-    entries: dict[str, tuple[yaml.Node, yaml.Node]], known: set[str], errors: _Errors, what: str
-) -> None:
-    for name, (key, _) in entries.items():
-        if name not in known:
-            hint = _closest(name, known)
-            errors.add(
-                key,
-                f"{what}: unknown key {name!r}" + (f" (did you mean {hint!r}?)" if hint else ""),
-            )
-
-
-def _closest(name: str, known: set[str]) -> str | None:
-    import difflib
-
-    matches = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
-    return matches[0] if matches else None
-
-
-def _string(node: yaml.Node, errors: _Errors, what: str) -> str | None:
-    if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:str":
-        return str(node.value)
-    errors.add(node, f"{what} must be a string")
-    return None
-
-
-def _word(node: yaml.Node, errors: _Errors, what: str) -> str | None:
-    """A scalar as written: YAML 1.1 would read ``off`` as false, but an admin
-    writing ``mode: off`` means the word."""
-    if isinstance(node, yaml.ScalarNode) and node.tag in (
-        "tag:yaml.org,2002:str",
-        "tag:yaml.org,2002:bool",
-    ):
-        return str(node.value)
-    errors.add(node, f"{what} must be a word")
-    return None
-
-
-def _strings(node: yaml.Node, errors: _Errors, what: str) -> list[str]:
-    if not isinstance(node, yaml.SequenceNode):
-        errors.add(node, f"{what} must be a list of strings")
-        return []
-    out = []
-    for item in node.value:
-        value = _string(item, errors, f"{what} item")
-        if value is not None:
-            out.append(value)
-    return out
-
-
-def _names(node: yaml.Node, errors: _Errors, what: str, known: Iterable[str]) -> list[str]:
+def _names(node: yaml.Node, errors: Errors, what: str, known: Iterable[str]) -> list[str]:
     """A list of section or operation names, each one the catalogue knows."""
-    names = _strings(node, errors, what)
+    names = strings(node, errors, what)
     if isinstance(node, yaml.SequenceNode):
         known = set(known)
         for item, name in zip(node.value, names, strict=False):
             if name not in known:
-                hint = _closest(name, known)
+                hint = closest(name, known)
                 errors.add(
                     item,
                     f"{what}: unknown name {name!r}"
                     + (f" (did you mean {hint!r}?)" if hint else ""),
                 )
     return names
-
-
-def _bool(node: yaml.Node, errors: _Errors, what: str) -> bool | None:
-    if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:bool":
-        return bool(yaml.safe_load(node.value))
-    errors.add(node, f"{what} must be true or false")
-    return None
 
 
 @dataclass
@@ -269,39 +210,28 @@ class _Draft:
     deny_operations: list[str] | None = None
     rules: list[Rule] = field(default_factory=list)
     all_checks: Mode | None = None  # applied to every rule, inherited ones too
+    isolation: bool | None = None
+    nested_policy: str | None = None
 
 
-def _read(path: Path, errors: _Errors) -> _Draft:
+def _read(path: Path, errors: Errors) -> _Draft:
     draft = _Draft()
-    try:
-        root = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
-    except OSError as exc:
-        errors.add(None, f"cannot read policy: {exc.strerror}")
-        return draft
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f"{mark.line + 1}:{mark.column + 1}" if mark else "1:1"
-        errors.items.append(f"{errors.filename}:{where}: invalid YAML: {exc.problem}")
-        return draft
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        errors.add(None, f"invalid YAML: {exc}")
-        return draft
+    root = compose(path, errors)
     if root is None:
-        errors.add(None, "the policy is empty")
         return draft
-    top = _mapping(root, errors, "policy")
-    _unknown(top, _TOP_KEYS, errors, "policy")
+    top = mapping(root, errors, "policy")
+    unknown(top, _TOP_KEYS, errors, "policy")
     if "name" in top:
-        draft.name = _string(top["name"][1], errors, "name")
+        draft.name = string(top["name"][1], errors, "name")
     if "description" in top:
-        _string(top["description"][1], errors, "description")
+        string(top["description"][1], errors, "description")
     if "extends" in top:
-        draft.extends = _string(top["extends"][1], errors, "extends")
+        draft.extends = string(top["extends"][1], errors, "extends")
     for part in ("allow", "deny"):
         if part not in top:
             continue
-        entries = _mapping(top[part][1], errors, part)
-        _unknown(
+        entries = mapping(top[part][1], errors, part)
+        unknown(
             entries, {"sections", "operations"} if part == "allow" else {"operations"}, errors, part
         )
         if "sections" in entries:
@@ -315,11 +245,18 @@ def _read(path: Path, errors: _Errors) -> _Draft:
             else:
                 draft.deny_operations = ops
     if "all-checks" in top:
-        text = _word(top["all-checks"][1], errors, "all-checks")
+        text = word(top["all-checks"][1], errors, "all-checks")
         try:
             draft.all_checks = Mode(text) if text is not None else None
         except ValueError:
             errors.add(top["all-checks"][1], "all-checks must be enforce, warn or off")
+    if "isolation" in top:
+        draft.isolation = boolean(top["isolation"][1], errors, "isolation")
+    if "nested-socket" in top:
+        nested = string(top["nested-socket"][1], errors, "nested-socket")
+        if nested is not None and nested != SAME:
+            nested = str((path.parent / nested).absolute())
+        draft.nested_policy = nested
     if "checks" in top:
         node = top["checks"][1]
         if not isinstance(node, yaml.SequenceNode):
@@ -329,24 +266,24 @@ def _read(path: Path, errors: _Errors) -> _Draft:
     return draft
 
 
-def _rule(node: yaml.Node, errors: _Errors) -> Rule | None:
-    entries = _mapping(node, errors, "check")
+def _rule(node: yaml.Node, errors: Errors) -> Rule | None:
+    entries = mapping(node, errors, "check")
     before = len(errors.items)
-    rule_id = _string(entries["id"][1], errors, "id") if "id" in entries else None
-    kind_name = _string(entries["check"][1], errors, "check") if "check" in entries else None
+    rule_id = string(entries["id"][1], errors, "id") if "id" in entries else None
+    kind_name = string(entries["check"][1], errors, "check") if "check" in entries else None
     if rule_id is None and "id" not in entries:
         errors.add(node, "check: missing 'id'")
     if kind_name is None and "check" not in entries:
         errors.add(node, "check: missing 'check' (the kind of check)")
     kind = REGISTRY.get(kind_name or "")
     if kind_name is not None and kind is None:
-        hint = _closest(kind_name, set(REGISTRY))
+        hint = closest(kind_name, set(REGISTRY))
         errors.add(
             entries["check"][1],
             f"unknown check kind {kind_name!r}" + (f" (did you mean {hint!r}?)" if hint else ""),
         )
     param_keys = {name.replace("_", "-") for name in kind.params} if kind else set()
-    _unknown(
+    unknown(
         entries,
         _RULE_KEYS | param_keys if kind else _RULE_KEYS | set(entries),
         errors,
@@ -354,7 +291,7 @@ def _rule(node: yaml.Node, errors: _Errors) -> Rule | None:
     )
     mode = Mode.ENFORCE
     if "mode" in entries:
-        text = _word(entries["mode"][1], errors, "mode")
+        text = word(entries["mode"][1], errors, "mode")
         if text is not None:
             try:
                 mode = Mode(text)
@@ -362,7 +299,7 @@ def _rule(node: yaml.Node, errors: _Errors) -> Rule | None:
                 errors.add(entries["mode"][1], "mode must be enforce, warn or off")
     message = ""
     if "message" in entries:
-        message = _string(entries["message"][1], errors, "message") or ""
+        message = string(entries["message"][1], errors, "message") or ""
     params: dict[str, Any] = {}
     if kind is not None:
         for name, param in kind.params.items():
@@ -370,9 +307,9 @@ def _rule(node: yaml.Node, errors: _Errors) -> Rule | None:
             if key not in entries:
                 params[name] = param.default
             elif param.kind == "bool":
-                params[name] = _bool(entries[key][1], errors, key)
+                params[name] = boolean(entries[key][1], errors, key)
             else:
-                params[name] = tuple(_strings(entries[key][1], errors, key))
+                params[name] = tuple(strings(entries[key][1], errors, key))
     if len(errors.items) != before or rule_id is None or kind is None:
         return None
     return Rule(rule_id, kind.name, mode, message, MappingProxyType(params))
@@ -394,16 +331,19 @@ def _merge(base: _Draft, child: _Draft) -> _Draft:
         ),
         rules=list(rules.values()),
         all_checks=child.all_checks,
+        isolation=child.isolation if child.isolation is not None else base.isolation,
+        nested_policy=child.nested_policy or base.nested_policy,
     )
 
 
-def _load_draft(path: Path, errors: list[str], seen: tuple[Path, ...], digest: Any) -> _Draft:
+def _load_draft(path: Path, errors: list[str], seen: list[Path], digest: Any) -> _Draft:
     resolved = path.resolve()
-    file_errors = _Errors(str(path))
+    file_errors = Errors(str(path))
     if resolved in seen:
         file_errors.add(None, "extends loops back to " + str(path))
         errors.extend(file_errors.items)
         return _Draft()
+    seen.append(resolved)
     draft = _read(path, file_errors)
     errors.extend(file_errors.items)
     with contextlib.suppress(OSError):
@@ -412,7 +352,7 @@ def _load_draft(path: Path, errors: list[str], seen: tuple[Path, ...], digest: A
     for duplicate in sorted({i for i in ids if ids.count(i) > 1}):
         errors.append(f"{path}:1:1: rule id {duplicate!r} is used twice")
     if draft.extends is not None:
-        base = _load_draft(path.parent / draft.extends, errors, (*seen, resolved), digest)
+        base = _load_draft(path.parent / draft.extends, errors, seen, digest)
         draft = _merge(base, draft)
     if draft.all_checks is not None:
         mode = draft.all_checks
@@ -424,7 +364,8 @@ def load_policy(path: str, context: Context | None = None) -> Policy:
     """Load and validate a policy file (and what it extends)."""
     errors: list[str] = []
     digest = hashlib.sha256()
-    draft = _load_draft(Path(path), errors, (), digest)
+    files: list[Path] = []
+    draft = _load_draft(Path(path), errors, files, digest)
     if errors:
         raise PolicyError(errors)
     return Policy(
@@ -436,6 +377,9 @@ def load_policy(path: str, context: Context | None = None) -> Policy:
         deny_operations=frozenset(draft.deny_operations or ()),
         rules=tuple(draft.rules),
         context=context or Context(),
+        isolation=bool(draft.isolation),
+        nested_policy=draft.nested_policy,
+        files=tuple(str(f) for f in files),
     )
 
 

@@ -56,5 +56,15 @@ def policy_schema() -> dict[str, Any]:
                 "properties": {"operations": _STRINGS},
             },
             "checks": {"type": "array", "items": {"oneOf": rules}},
+            "isolation": {
+                "type": "boolean",
+                "description": "clients see and touch only the containers, volumes, networks"
+                " and execs they created",
+            },
+            "nested-socket": {
+                "type": "string",
+                "description": "rewrite engine-socket binds to a guarded sockproxy socket"
+                " applying this policy ('same') or the policy file named",
+            },
         },
     }

@@ -15,6 +15,7 @@ from sockproxy.limits import Limits
 from sockproxy.listener import Listener, remove_listener
 from sockproxy.lookup import EngineClient
 from sockproxy.policy import Policy
+from sockproxy.regime import Regime, single
 
 log = structlog.get_logger("sockproxy")
 
@@ -24,15 +25,17 @@ class Server:
         self,
         listeners: Sequence[Listener],
         pool: EnginePool,
-        policy: Policy,
+        regime: Regime | Policy,
         limits: Limits | None = None,
     ) -> None:
         self.listeners = list(listeners)
         self.pool = pool
-        self.policy = policy
+        # What is in force; a reload replaces it whole (connections notice
+        # the new generation at their next request).
+        self.regime = regime if isinstance(regime, Regime) else single(regime)
         self.limits = limits or Limits()
         self.engine_client = EngineClient(pool.path)
-        self._per_uid: Counter[int] = Counter()
+        self._per_uid: Counter[int | str] = Counter()
         self._refused: set[ClientSide] = set()  # answered 503, closing
         self.draining = False
         self.connections: set[ClientSide] = set()
@@ -41,10 +44,27 @@ class Server:
         self._all_closed = asyncio.Event()
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
         for listener in self.listeners:
-            server = await loop.create_unix_server(lambda: ClientSide(self), sock=listener.sock)
-            self._servers.append(server)
+            await self.serve(listener)
+
+    async def serve(self, listener: Listener) -> None:
+        """Accept connections on one more listener (at start, or a nested socket)."""
+        loop = asyncio.get_running_loop()
+        if listener not in self.listeners:
+            self.listeners.append(listener)
+        if listener.path:
+            server = await loop.create_unix_server(
+                lambda: ClientSide(self, listener), sock=listener.sock
+            )
+        else:
+            server = await loop.create_server(
+                lambda: ClientSide(self, listener), sock=listener.sock, ssl=listener.tls
+            )
+        self._servers.append(server)
+
+    def swap(self, regime: Regime) -> None:
+        """Put a new regime in force (reload): requests decided from now on use it."""
+        self.regime = regime
 
     def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         """Run a helper task (opening an engine connection) that nobody awaits."""
@@ -60,26 +80,27 @@ class Server:
     def admit(self, connection: ClientSide) -> str | None:
         """Count a new connection in, or say why it is refused."""
         if len(self.connections) >= self.limits.max_connections:
-            log.warning("connection refused", reason="max-connections", uid=connection.peer_uid)
+            log.warning("connection refused", reason="max-connections", peer=connection.peer_key)
             self._refused.add(connection)
             return "sockproxy: too many connections"
-        if self._per_uid[connection.peer_uid] >= self.limits.max_connections_per_uid:
-            log.warning(
-                "connection refused", reason="max-connections-per-uid", uid=connection.peer_uid
-            )
+        key = connection.peer_key
+        if self._per_uid[key] >= self.limits.max_connections_per_uid:
+            log.warning("connection refused", reason="max-connections-per-uid", peer=key)
             self._refused.add(connection)
-            return f"sockproxy: too many connections from uid {connection.peer_uid}"
+            what = f"uid {key}" if isinstance(key, int) else key
+            return f"sockproxy: too many connections from {what}"
         self.connections.add(connection)
-        self._per_uid[connection.peer_uid] += 1
+        self._per_uid[key] += 1
         return None
 
     def release(self, connection: ClientSide) -> None:
         self._refused.discard(connection)
         if connection in self.connections:
             self.connections.discard(connection)
-            self._per_uid[connection.peer_uid] -= 1
-            if not self._per_uid[connection.peer_uid]:
-                del self._per_uid[connection.peer_uid]
+            key = connection.peer_key
+            self._per_uid[key] -= 1
+            if not self._per_uid[key]:
+                del self._per_uid[key]
         if self.draining and not self.connections:
             self._all_closed.set()
 

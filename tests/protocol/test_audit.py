@@ -3,8 +3,11 @@ never carrying bodies or credentials."""
 
 from __future__ import annotations
 
+import grp
 import os
+import pwd
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,7 +35,12 @@ async def test_each_request_is_audited_with_peer_credentials_and_no_secrets(
     await client.response()
     assert [e["operation"] for e in events] == ["container.create", "system.ping"]
     create = events[0]
-    assert (create["uid"], create["pid"]) == (os.getuid(), os.getpid())
+    who = create["identity"]
+    assert (who["uid"], who["gid"], who["pid"]) == (os.getuid(), os.getgid(), os.getpid())
+    assert who["user"] == pwd.getpwuid(os.getuid()).pw_name
+    assert who["process"] == Path(f"/proc/{os.getpid()}/comm").read_text().strip()
+    assert grp.getgrgid(os.getgid()).gr_name in who["groups"]
+    assert who["listener"].endswith(".sock")
     assert create["allowed"] is True
     assert create["path"] == "/containers/create"  # no query string
     assert create["policy"] == "builtin-permissive"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import socket
 import string
 import time
 from collections.abc import Callable, Iterator
@@ -40,6 +41,7 @@ from sockproxy.framing import (
     parse_response_head,
 )
 from sockproxy.limits import Limits
+from sockproxy.listener import Listener
 from sockproxy.normalize import normalize
 from sockproxy.policy import PERMISSIVE, evaluate
 from sockproxy.routes import classify
@@ -926,12 +928,16 @@ def _well_formed_answers(data: bytes) -> int:
     return count
 
 
+# A Unix listener in name only: the fuzzed client has no peer credentials.
+FUZZ_LISTENER = Listener("/fuzz.sock", socket.socket(socket.AF_UNIX), 0, name="fuzz")
+
+
 async def _run_stream(pieces: list[bytes], errors: list[str]) -> tuple[bool, _Engine]:
     """One client connection carrying ``pieces``, then the client's half-close; whether it
     ended on a timer (the head timeout) rather than at once."""
     engine = _Engine()
     server = Server([], _MemoryPool(engine), POLICY, FUZZ_LIMITS)
-    client = ClientSide(server)
+    client = ClientSide(server, FUZZ_LISTENER)
     transport = _Transport(client)
     client.connection_made(transport)
     try:
