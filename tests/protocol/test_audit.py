@@ -17,6 +17,7 @@ from tests.protocol.conftest import Client, FakeEngine
 
 Connect = Callable[[], Awaitable[Client]]
 SECRET = "eyJ1c2VybmFtZSI6InMzY3IzdCJ9"
+OUR_PROCESS_NAME = Path(f"/proc/{os.getpid()}/comm").read_text().strip()
 
 
 async def test_each_request_is_audited_with_peer_credentials_and_no_secrets(
@@ -38,7 +39,7 @@ async def test_each_request_is_audited_with_peer_credentials_and_no_secrets(
     who = create["identity"]
     assert (who["uid"], who["gid"], who["pid"]) == (os.getuid(), os.getgid(), os.getpid())
     assert who["user"] == pwd.getpwuid(os.getuid()).pw_name
-    assert who["process"] == Path(f"/proc/{os.getpid()}/comm").read_text().strip()
+    assert who["process"] == OUR_PROCESS_NAME
     assert grp.getgrgid(os.getgid()).gr_name in who["groups"]
     assert who["listener"].endswith(".sock")
     assert create["allowed"] is True
