@@ -6,8 +6,6 @@ import argparse
 import asyncio
 import dataclasses
 import json
-import os
-import signal
 import sys
 from collections.abc import Callable, Sequence
 from enum import Enum
@@ -15,18 +13,17 @@ from pathlib import Path
 
 import structlog
 
-from sockproxy import audit
-from sockproxy.checks import Context
-from sockproxy.engine import EnginePool
+from sockproxy import audit, service
+from sockproxy.config import Config, ConfigError, ListenerSpec, load_config
 from sockproxy.errors import ProxyError
 from sockproxy.limits import Limits
-from sockproxy.listener import ListenError, open_listener, remove_listener
+from sockproxy.listener import ListenError
 from sockproxy.normalize import normalize
-from sockproxy.policy import PERMISSIVE, PolicyError, check_files, evaluate, load_policy
+from sockproxy.policy import PolicyError, check_files, evaluate, load_policy
+from sockproxy.regime import BUILTIN_PERMISSIVE
 from sockproxy.routes import classify
 from sockproxy.schema import policy_schema
-from sockproxy.server import Server
-from sockproxy.upstream import AddressError, detect_upstream, probe, unix_path
+from sockproxy.upstream import AddressError, unix_path
 
 log = structlog.get_logger("sockproxy")
 
@@ -64,11 +61,15 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the proxy")
     serve.add_argument(
+        "--config",
+        metavar="FILE",
+        help="configuration file: listeners, identities, policies (docs/config.md)",
+    )
+    serve.add_argument(
         "--listen",
         action="append",
-        required=True,
         metavar="unix:///PATH",
-        help="socket to listen on (repeatable)",
+        help="socket to listen on (repeatable; not with --config)",
     )
     serve.add_argument(
         "--upstream", metavar="unix:///PATH", help="the engine's socket (default: detected)"
@@ -90,6 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=10.0,
         metavar="SECONDS",
         help="how long requests in flight may finish at shutdown (default 10)",
+    )
+    serve.add_argument(
+        "--nested-dir",
+        default="/run/sockproxy/nested",
+        metavar="DIR",
+        help="where nested sockets are made (default /run/sockproxy/nested)",
     )
     serve.add_argument("--log-format", choices=("json", "console"), default="json")
     serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
@@ -115,55 +122,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def serve(args: argparse.Namespace) -> int:
-    listen_paths = [unix_path(url) for url in args.listen]
-    upstream = (
-        unix_path(args.upstream) if args.upstream else detect_upstream(os.environ, listen_paths)
-    )
-    kind = ""
-    try:
-        engine = await probe(upstream)
-        kind = engine.kind
-        log.info(
-            "engine",
-            socket=upstream,
-            kind=engine.kind,
-            version=engine.version,
-            api_version=engine.api_version,
+def config_from_args(args: argparse.Namespace) -> Config:
+    """The single-listener configuration the flags describe."""
+    if args.config:
+        given = [flag for flag in _FILE_ONLY if getattr(args, flag.lstrip("-").replace("-", "_"))]
+        if given:
+            raise ConfigError([f"--config: give {', '.join(given)} in the file instead"])
+        config = load_config(args.config)
+        return config
+    if not args.listen:
+        raise ConfigError(["serve: give --listen unix:///PATH (or --config FILE)"])
+    listeners = tuple(
+        ListenerSpec(
+            name=unix_path(url),
+            kind="unix",
+            address=unix_path(url),
+            mode=args.socket_mode,
+            group=args.socket_group,
         )
-    except Exception as exc:  # the engine may come up later: requests get 502 until then
-        log.warning("engine not answering", socket=upstream, error=str(exc) or type(exc).__name__)
-    if args.policy:
-        # The engine's kind refines decisions where the engines differ (an
-        # unknown engine gets the stricter reading).
-        context = Context(own_sockets=(*listen_paths, upstream), engine=kind)
-        policy = load_policy(args.policy, context)
-    else:
-        policy = PERMISSIVE
-        log.warning("no --policy given: every recognised request is allowed")
-    listeners = []
-    try:
-        for path in listen_paths:
-            listeners.append(open_listener(path, mode=args.socket_mode, group=args.socket_group))
-    except ListenError:
-        for listener in listeners:
-            remove_listener(listener)
-        raise
-    limits = Limits(**{field: getattr(args, field) for _, field, _, _ in _LIMIT_FLAGS})
-    server = Server(listeners, EnginePool(upstream), policy, limits)
-    await server.start()
-    log.info("listening", sockets=listen_paths, upstream=upstream, policy=policy.name)
+        for url in args.listen
+    )
+    return Config(
+        listeners=listeners,
+        policies={"main": args.policy or BUILTIN_PERMISSIVE},
+        default_policy="main",
+        upstream=args.upstream,
+        nested_dir=args.nested_dir,
+        limits=Limits(**{field: getattr(args, field) for _, field, _, _ in _LIMIT_FLAGS}),
+    )
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
-    log.info("shutting down")
-    await server.shutdown(args.grace)
-    log.info("stopped")
-    audit.flush()
-    return 0
+
+# Flags that a configuration file replaces.
+_FILE_ONLY = ("--listen", "--policy", "--upstream", "--socket-group")
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -240,9 +230,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(json.dumps(policy_schema(), indent=2))
             return 0
         audit.configure(args.log_format, args.log_level)
+        config = config_from_args(args)
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-            return runner.run(serve(args))
-    except (AddressError, ListenError, PolicyError, OSError) as exc:
+            return runner.run(service.serve(config, args.grace))
+    except (ConfigError, PolicyError) as exc:
+        print("\n".join(f"sockproxy: {error}" for error in exc.errors), file=sys.stderr)
+        return 2
+    except (AddressError, ListenError, OSError) as exc:
         print(f"sockproxy: {exc}", file=sys.stderr)
         return 2
 

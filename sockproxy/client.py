@@ -13,12 +13,13 @@ the relay is a pair of protocol objects, which is what makes it cheap.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Mapping
 from enum import Enum, auto
 from typing import TYPE_CHECKING, cast
 
-from sockproxy import lookup
+from sockproxy import fence, lookup, nested
 from sockproxy.config import NO_POLICY_RULE
 from sockproxy.engine import WRITE_HIGH_WATER, EngineSide
 from sockproxy.errors import (
@@ -38,10 +39,11 @@ from sockproxy.framing import (
     body_scanner,
     dechunk,
     parse_request_head,
+    rebuild_head,
 )
 from sockproxy.identity import Identity, from_certificate, from_unix_peer
 from sockproxy.listener import Listener
-from sockproxy.model import Request
+from sockproxy.model import Mount, Request
 from sockproxy.normalize import normalize
 from sockproxy.policy import Decision, Policy, evaluate
 from sockproxy.routes import Route, classify
@@ -362,6 +364,8 @@ class ClientSide(asyncio.Protocol):
         """Normalise and decide; then forward, or answer the refusal."""
         policy = self._select()
         failure: ProxyError | None = None
+        request: Request | None = None
+        payload = guarded = None
         if policy is None:
             decision = _NO_POLICY
             failure = Refused(decision.reason)
@@ -373,7 +377,11 @@ class ClientSide(asyncio.Protocol):
                 request = normalize(
                     route.operation, route.section, route.body, route.query, payload
                 )
-                decision = evaluate(policy, request)
+                decided = request
+                if policy.nested_policy is not None and request.containers:
+                    guarded = nested.engine_socket_binds(request, policy.context)
+                    decided = nested.without(request, guarded) if guarded else request
+                decision = evaluate(policy, decided)
                 if not decision.allowed:
                     failure = Refused(decision.reason)
             except ProxyError as exc:  # a body the engines could read differently, or not at all
@@ -389,42 +397,99 @@ class ClientSide(asyncio.Protocol):
             policy_digest=policy.digest if policy else "",
         )
         self.exchange = exchange
+        if failure is None and guarded and payload is not None:
+            failure = self._give_nested_socket(exchange, payload, guarded)
         if failure is not None:
             exchange.body_consumed = body is not None
             self._answer_error(failure)
             return
         if body is not None:
             exchange.body_consumed = True
-            exchange.inspected_body = body
-        container = route.param("id")
-        assert policy is not None
-        if route.operation in lookup.RECHECKED and container and policy.rules:
+            if exchange.inspected_body is None:
+                exchange.inspected_body = body
+        assert policy is not None and request is not None
+        isolated = policy.isolation and fence.applies(route)
+        recheck = route.operation in lookup.RECHECKED and bool(route.param("id")) and policy.rules
+        if isolated or recheck:
             self.state = _State.LOOKUP
             self.pause("lookup")
-            self.server.spawn(self._recheck_start(exchange, container))
+            self.server.spawn(self._prepare(exchange, request, isolated=isolated))
             return
         self._forward(exchange)
 
-    async def _recheck_start(self, exchange: Exchange, container: str) -> None:
-        """Decide a start again on the binds the engine will mount now."""
+    def _give_nested_socket(
+        self, exchange: Exchange, payload: bytes, guarded: tuple[Mount, ...]
+    ) -> ProxyError | None:
+        """Bind a nested socket (this client, the nested policy) where the
+        engine socket was asked for."""
+        assert self.policy is not None
+        found = self.server.regime.nested(self.policy)
+        if found is None or self.server.nested is None:
+            return Refused("sockproxy: no nested socket policy is in force")
+        path = self.server.nested.socket_for(self.identity, found[0])
         try:
-            spec = await lookup.mounts_at_start(self.server.engine_client, container)
+            body = nested.rewrite(payload, guarded, path)
         except ProxyError as exc:
-            if self.state is _State.LOOKUP:
-                self.resume("lookup")
-                self._answer_error(exc)
-            return
+            return exc
+        self._send_instead(exchange, body=body)
+        return None
+
+    def _send_instead(
+        self, exchange: Exchange, *, body: bytes | None = None, target: str | None = None
+    ) -> None:
+        """Forward a rewritten request (an ID for a name, a labelled body)."""
+        length = None  # the body goes as the client framed it
+        if body is not None:
+            exchange.inspected_body = body
+            length = len(body)
+        exchange.sent_head = rebuild_head(exchange.head, target=target, body_length=length)
+
+    async def _prepare(self, exchange: Exchange, request: Request, *, isolated: bool) -> None:
+        """Decide on fresh engine state: ownership (isolation) and the binds
+        a start will mount; then forward what may go."""
+        route = exchange.route
+        try:
+            container = route.param("id")
+            if isolated:
+                owner = self.identity.owner
+                body = exchange.inspected_body
+                if body is not None and exchange.head.framing is Framing.CHUNKED:
+                    body = dechunk(body)
+                fenced = await fence.fence(self.server.engine_client, owner, route, request, body)
+                if fenced.target is not None or fenced.body is not None:
+                    self._send_instead(exchange, body=fenced.body, target=fenced.target)
+                container = fenced.object_id or container
+            refusal = None
+            if route.operation in lookup.RECHECKED and container and self.policy is not None:
+                refusal = await self._recheck_start(route, container)
+        except ProxyError as exc:
+            refusal = exc
+            if isinstance(exc, fence.NotFound | fence.Unavailable):
+                exchange.decision = Decision(False, fence.RULE, exc.message, False)
         if self.state is not _State.LOOKUP:
             return  # the client left meanwhile
         self.resume("lookup")
-        if spec is not None and spec.mounts and self.policy is not None:
-            fresh = Request(exchange.route.operation, exchange.route.section, containers=(spec,))
-            decision = evaluate(self.policy, fresh)
-            if not decision.allowed:
-                exchange.decision = decision
-                self._answer_error(Refused(decision.reason))
-                return
+        if refusal is not None:
+            self._answer_error(refusal)
+            return
         self._forward(exchange)
+
+    async def _recheck_start(self, route: Route, container: str) -> ProxyError | None:
+        """Decide a start again on the binds the engine will mount now."""
+        spec = await lookup.mounts_at_start(self.server.engine_client, container)
+        if spec is None or not spec.mounts or self.policy is None:
+            return None
+        nested_sockets = self.server.nested
+        if nested_sockets is not None:  # the nested sockets sockproxy bound itself
+            mounts = tuple(m for m in spec.mounts if not nested_sockets.issued(m.source))
+            spec = dataclasses.replace(spec, mounts=mounts)
+        fresh = Request(route.operation, route.section, containers=(spec,))
+        decision = evaluate(self.policy, fresh)
+        if decision.allowed:
+            return None
+        assert self.exchange is not None
+        self.exchange.decision = decision
+        return Refused(decision.reason)
 
     # -- forward --------------------------------------------------------------
 
@@ -462,11 +527,12 @@ class ClientSide(asyncio.Protocol):
         if self.write_paused:
             engine.pause_reading()
         head = exchange.head
+        raw = exchange.sent_head or head.raw
         if exchange.inspected_body is not None:
-            engine.send(head.raw + exchange.inspected_body)
+            engine.send(raw + exchange.inspected_body)
             self._request_sent()
             return
-        engine.send(head.raw)
+        engine.send(raw)
         if head.framing is Framing.NONE:
             self._request_sent()
             return

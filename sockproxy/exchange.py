@@ -24,6 +24,7 @@ class Exchange:
     request_sent: bool = False  # the whole request reached the engine
     body_consumed: bool = False  # the request body was read off the client connection
     inspected_body: bytes | None = None  # the body policy saw, forwarded as it is
+    sent_head: bytes | None = None  # a rewritten head to send instead of head.raw
     bytes_in: int = 0  # client -> engine, heads included
     bytes_out: int = 0  # engine -> client, heads included
     identity: Mapping[str, object] | None = None  # who is calling, as audited
@@ -47,7 +48,7 @@ class Exchange:
             operation=self.route.operation,
             allowed=self.decision.allowed,
             rule=self.decision.rule,
-            warnings=[f"{w.rule}: {w.violation}" for w in self.decision.warnings],
+            warnings=[w.audit_fields() for w in self.decision.warnings],
             status=self.status,
             duration=time.monotonic() - self.started,
             bytes_in=self.bytes_in,

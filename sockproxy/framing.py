@@ -74,6 +74,20 @@ class RequestHead:
         return _last(self.headers, name)
 
 
+def rebuild_head(
+    head: RequestHead, *, target: str | None = None, body_length: int | None = None
+) -> bytes:
+    """A request head sockproxy rewrote: another target (an object's full ID)
+    and/or a body of ``body_length`` bytes in place of the client's framing."""
+    lines = [f"{head.method} {target or head.target} HTTP/1.{head.http_minor}"]
+    for name, value in head.headers:
+        if body_length is None or name not in ("content-length", "transfer-encoding"):
+            lines.append(f"{name}: {value}")
+    if body_length is not None:
+        lines.append(f"content-length: {body_length}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
 @dataclass(frozen=True, slots=True)
 class ResponseHead:
     """A parsed response head; ``raw`` is forwarded byte for byte."""

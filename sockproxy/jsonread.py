@@ -112,6 +112,16 @@ class JsonObject:
         folded = {_fold_name(name) for name in known}
         return tuple(key for key, _ in self.pairs if _fold_key(key) not in folded)
 
+    def replace(self, name: str, value: JsonValue) -> JsonObject:
+        """A copy with struct field ``name`` set to ``value`` (where the client
+        spelled it, else added in the engine's spelling)."""
+        index = self._find(name, name)
+        if index is None:
+            return JsonObject((*self.pairs, (name, value)))
+        pairs = list(self.pairs)
+        pairs[index] = (pairs[index][0], value)
+        return JsonObject(tuple(pairs))
+
     def _lookup(self, name: str, origin: str) -> JsonValue:
         index = self._find(name, origin)
         return None if index is None else self.pairs[index][1]
@@ -521,3 +531,18 @@ def _kind(value: JsonValue) -> str:
     if isinstance(value, list):
         return "an array"
     return "an object"
+
+
+def encode(value: JsonValue) -> bytes:
+    """Serialise a decoded value again (for a body sockproxy rewrote): keys as
+    written and in order, numbers as Python read them (exact for integers)."""
+    return json.dumps(_plain(value), ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _plain(value: JsonValue) -> Any:
+    if isinstance(value, JsonObject):
+        # In order; a key repeated in an unread map keeps its last value, as Go reads it.
+        return {key: _plain(item) for key, item in value.pairs}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return value

@@ -67,6 +67,18 @@ class EngineClient:
         except (aiohttp.ClientError, ValueError) as exc:
             raise LookupFailed(f"sockproxy: unreadable answer from the engine to {path}") from exc
 
+    async def post_json(self, path: str, body: object) -> Any | None:
+        """POST a JSON body; the JSON answer, or None when the engine refused."""
+        try:
+            async with self._client().post(f"http://engine{path}", json=body) as response:
+                if response.status >= 300:
+                    return None
+                return await response.json(content_type=None)
+        except aiohttp.ClientConnectorError as exc:
+            raise EngineUnreachable(f"sockproxy: cannot reach the engine at {self.path}") from exc
+        except (aiohttp.ClientError, ValueError) as exc:
+            raise LookupFailed(f"sockproxy: unreadable answer from the engine to {path}") from exc
+
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()

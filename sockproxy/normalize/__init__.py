@@ -30,6 +30,7 @@ BODY_KINDS = frozenset(
         "exec-create",
         "volume-create",
         "network-create",
+        "network-connect",
         "service",
         "plugin",
         "libpod-container-create",
@@ -68,6 +69,8 @@ def normalize(
             request = _with(request, volume=docker.volume_create(body, notes))
         case "network-create":
             docker.network_create(body, notes)
+        case "network-connect":
+            docker.network_connect(body, notes)
         case "service":
             containers, plugin = docker.service(body, notes)
             request = _with(request, containers=containers, plugin=plugin)

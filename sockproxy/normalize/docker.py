@@ -365,6 +365,13 @@ def volume_create(body: bytes | None, notes: Notes) -> VolumeSpec:
     return VolumeSpec(name=name, driver=driver, options=options, bind_source=source)
 
 
+def network_connect(body: bytes | None, notes: Notes) -> None:
+    """``NetworkConnectRequest`` (libpod: ``NetworkConnectOptions``): read so
+    that ownership isolation can check the container it names."""
+    top = Fields.top(decode(body), "network connect body", notes)
+    top.text("Container")
+
+
 def network_create(body: bytes | None, notes: Notes) -> None:
     """Docker's ``NetworkCreateRequest`` or libpod's ``Network``: noted only."""
     top = Fields.top(decode(body), "network create body", notes)

@@ -1,0 +1,339 @@
+"""Ownership isolation: each client sees and touches only what it created.
+
+Runs after a policy with ``isolation: true`` allowed a request, before it is
+forwarded. Containers, volumes and networks created through sockproxy get
+the label ``sockproxy.owner=<owner>`` (whatever the client sent for that
+label is overwritten); execs belong to their container's owner. Then:
+
+* listings, prunes and ``events`` carry a label filter for the owner, added
+  to the client's own filters (the engines AND label filters);
+* an operation on one object (inspect, logs, exec, attach, archive, stop,
+  rm, connect ...) first asks the engine for the object *now* and answers
+  404, exactly as for a missing object, unless the owner label matches; the
+  request is then forwarded naming the object's full ID, so that a rename
+  or a removal between the check and the engine's lookup can't redirect it
+  to someone else's object;
+* a create may only refer to the owner's objects (``VolumesFrom``, joining a
+  container's namespaces, links, networks, named volumes); a named volume
+  that does not exist yet is created, labelled, before the container;
+* images are shared; any other operation is refused under isolation (403,
+  rule ``isolation``), and so is the libpod API beyond the shared sections.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, quote
+
+from sockproxy import jsonread
+from sockproxy.errors import ProxyError
+from sockproxy.jsonread import JsonObject, JsonValue
+from sockproxy.lookup import EngineClient, LookupFailed
+from sockproxy.model import NamespaceMode, Request
+from sockproxy.routes import Api, Route
+
+OWNER_LABEL = "sockproxy.owner"
+RULE = "isolation"
+# Networks every engine creates itself: usable by everyone, owned by no one.
+PREDEFINED_NETWORKS = frozenset({"bridge", "host", "none", "default", "podman"})
+_API = "/v1.41"  # lookups use an API version both engines serve
+
+
+class NotFound(ProxyError):
+    """The object is missing or someone else's: the same answer for both."""
+
+    status = 404
+    close = False
+
+
+class Unavailable(ProxyError):
+    status = 403
+    close = False
+
+
+@dataclass(frozen=True, slots=True)
+class Fenced:
+    """What to forward instead: a new request target and/or body (None: as is)."""
+
+    target: str | None = None
+    body: bytes | None = None
+    object_id: str = ""  # the full ID the target now names
+
+
+# Operations that touch nothing a tenant owns.
+SHARED_SECTIONS = frozenset({"image", "distribution"})
+SHARED = frozenset(
+    {
+        "system.ping",
+        "system.version",
+        "system.info",
+        "system.auth",
+        "build.image",
+        "build.cancel",
+    }
+)
+FILTERED = frozenset(
+    {
+        "container.list",
+        "container.prune",
+        "volume.list",
+        "volume.prune",
+        "network.list",
+        "network.prune",
+        "system.events",
+    }
+)
+_NOT_FOUND = {
+    "container": "No such container: {}",
+    "exec": "No such exec instance: {}",
+    "volume": "get {}: no such volume",
+    "network": "network {} not found",
+}
+
+
+def applies(route: Route) -> bool:
+    """Does isolation have anything to do for this request?"""
+    return route.operation not in SHARED and route.section not in SHARED_SECTIONS
+
+
+async def fence(
+    engine: EngineClient, owner: str, route: Route, request: Request, body: bytes | None
+) -> Fenced:
+    """Check a request against ``owner``'s objects; what to forward, or raise
+    ``NotFound`` / ``Unavailable``."""
+    operation = route.operation
+    if route.api is Api.LIBPOD:
+        raise Unavailable(
+            f"sockproxy: {operation} through the libpod API is not available to isolated "
+            f"clients; use the Docker API (rule {RULE})"
+        )
+    objects = _Objects(engine, owner)
+    if operation in FILTERED:
+        return Fenced(target=_target(route, route.path, _filtered_query(route.query, owner)))
+    if operation == "container.create":
+        return Fenced(body=await _container_create(objects, request, body))
+    if operation in ("volume.create", "network.create"):
+        if operation == "volume.create":
+            await _volume_name_free(objects, body)
+        return Fenced(body=_labelled(body, owner))
+    if operation == "exec.create":
+        container_name = route.param("id") or ""
+        full = await objects.container(container_name)
+        path = _with_id(route, container_name, full)
+        return Fenced(target=_target(route, path, route.query))
+    kind = route.section if route.section in _NOT_FOUND else ""
+    name = route.param("name") if kind == "volume" else route.param("id")
+    if not kind or name is None or operation in ("container.checkpoint", "system.df"):
+        raise Unavailable(
+            f"sockproxy: {operation} is not available to isolated clients (rule {RULE})"
+        )
+    if kind == "exec":
+        await objects.exec(name)
+        return Fenced()
+    if kind == "volume":
+        await objects.volume(name)
+        return Fenced()
+    if kind == "network":
+        full = await objects.network(name, shared_ok=operation != "network.delete")
+        if operation in ("network.connect", "network.disconnect"):
+            container = _text(_top(body), "Container")
+            await objects.container(container)
+        return Fenced(target=_target(route, _with_id(route, name, full), route.query))
+    full = await objects.container(name)
+    return Fenced(target=_target(route, _with_id(route, name, full), route.query), object_id=full)
+
+
+class _Objects:
+    """Fresh lookups of one owner's objects; each returns the full ID or raises NotFound."""
+
+    def __init__(self, engine: EngineClient, owner: str) -> None:
+        self.engine = engine
+        self.owner = owner
+
+    async def _get(self, kind: str, path: str, name: str) -> JsonObject:
+        if not name:
+            raise NotFound(_NOT_FOUND[kind].format(name))
+        data = await self.engine.get_json(f"{_API}{path}")
+        if data is None:
+            raise NotFound(_NOT_FOUND[kind].format(name))
+        if not isinstance(data, dict):
+            raise LookupFailed(f"sockproxy: unexpected {kind} inspect answer from the engine")
+        return JsonObject(tuple(data.items()))
+
+    def _owned(self, labels: object) -> bool:
+        return isinstance(labels, dict) and labels.get(OWNER_LABEL) == self.owner
+
+    async def container(self, name: str) -> str:
+        data = await self._get("container", f"/containers/{quote(name, safe='')}/json", name)
+        config = data.field("Config")
+        labels = config.get("Labels") if isinstance(config, dict) else None
+        if not self._owned(labels):
+            raise NotFound(_NOT_FOUND["container"].format(name))
+        return str(data.field("Id") or name)
+
+    async def exec(self, exec_id: str) -> None:
+        data = await self._get("exec", f"/exec/{quote(exec_id, safe='')}/json", exec_id)
+        try:
+            await self.container(str(data.field("ContainerID") or ""))
+        except NotFound:
+            raise NotFound(_NOT_FOUND["exec"].format(exec_id)) from None
+
+    async def volume(self, name: str) -> None:
+        data = await self._get("volume", f"/volumes/{quote(name, safe='')}", name)
+        if not self._owned(data.field("Labels")):
+            raise NotFound(_NOT_FOUND["volume"].format(name))
+
+    async def volume_exists(self, name: str) -> bool:
+        try:
+            await self.volume(name)
+        except NotFound:
+            return await self.engine.get_json(f"{_API}/volumes/{quote(name, safe='')}") is not None
+        return True
+
+    async def network(self, name: str, *, shared_ok: bool) -> str:
+        data = await self._get("network", f"/networks/{quote(name, safe='')}", name)
+        network = str(data.field("Name") or "")
+        if not self._owned(data.field("Labels")) and not (
+            shared_ok and network in PREDEFINED_NETWORKS
+        ):
+            raise NotFound(_NOT_FOUND["network"].format(name))
+        return str(data.field("Id") or name)
+
+
+async def _container_create(objects: _Objects, request: Request, body: bytes | None) -> bytes:
+    """Every object the new container refers to must be the owner's; then label it."""
+    top = _top(body)
+    host = top.field("HostConfig")
+    host = host if isinstance(host, JsonObject) else JsonObject(())
+    checks: list[Awaitable[object]] = []
+    for spec in request.containers:
+        for ref in spec.volumes_from:
+            checks.append(objects.container(ref.split(":", 1)[0]))
+        for namespace in spec.namespaces:
+            if namespace.mode is NamespaceMode.CONTAINER:
+                checks.append(objects.container(namespace.target))
+        for mount in spec.mounts:
+            if mount.kind == "volume" and mount.source:
+                checks.append(_named_volume(objects, mount.source))
+    for link in _strings(host, "Links"):
+        checks.append(objects.container(link.split(":", 1)[0].lstrip("/")))
+    for network in _networks(top, host):
+        checks.append(objects.network(network, shared_ok=True))
+    for check in checks:
+        await check
+    return _labelled(body, objects.owner)
+
+
+async def _named_volume(objects: _Objects, name: str) -> None:
+    """A named volume must be the owner's; one that doesn't exist yet is
+    created now, labelled (the engine would create it unlabelled)."""
+    if await objects.volume_exists(name):
+        await objects.volume(name)  # someone else's: NotFound
+        return
+    created = await objects.engine.post_json(
+        f"{_API}/volumes/create", {"Name": name, "Labels": {OWNER_LABEL: objects.owner}}
+    )
+    if created is None:
+        raise LookupFailed(f"sockproxy: could not create the volume {name}")
+    await objects.volume(name)  # created by someone else in between: NotFound
+
+
+async def _volume_name_free(objects: _Objects, body: bytes | None) -> None:
+    """The engine answers a create of an existing volume with that volume:
+    someone else's must not be handed out that way."""
+    name = _text(_top(body), "Name")
+    if name and await objects.volume_exists(name):
+        try:
+            await objects.volume(name)
+        except NotFound:
+            raise Unavailable(f"sockproxy: the volume name {name} is taken (rule {RULE})") from None
+
+
+def _networks(top: JsonObject, host: JsonObject) -> list[str]:
+    """User-defined networks a create attaches to (NetworkMode and EndpointsConfig)."""
+    names: list[str] = []
+    mode = _text(host, "NetworkMode")
+    if mode and ":" not in mode and mode not in PREDEFINED_NETWORKS:
+        names.append(mode)
+    networking = top.field("NetworkingConfig")
+    if isinstance(networking, JsonObject):
+        endpoints = networking.field("EndpointsConfig")
+        if isinstance(endpoints, JsonObject):
+            names.extend(key for key, _ in endpoints.entries() if key not in PREDEFINED_NETWORKS)
+    return names
+
+
+def _labelled(body: bytes | None, owner: str) -> bytes:
+    """The body with the owner label set (over whatever the client sent)."""
+    top = _top(body)
+    labels = top.field("Labels")
+    pairs: tuple[tuple[str, JsonValue], ...] = ()
+    if isinstance(labels, JsonObject):
+        pairs = tuple((k, v) for k, v in labels.entries() if k != OWNER_LABEL)
+    elif labels is not None:
+        raise jsonread.InvalidBody("invalid JSON body: Labels must be an object")
+    return jsonread.encode(top.replace("Labels", JsonObject((*pairs, (OWNER_LABEL, owner)))))
+
+
+def _top(body: bytes | None) -> JsonObject:
+    value = jsonread.decode(body) if body else JsonObject(())
+    return jsonread.as_object(value, "request body")
+
+
+def _text(obj: JsonObject, name: str) -> str:
+    value = obj.field(name)
+    return value if isinstance(value, str) else ""
+
+
+def _strings(obj: JsonObject, name: str) -> list[str]:
+    value = obj.field(name)
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
+def _with_id(route: Route, name: str, full: str) -> str:
+    """The route's path naming the object by its full ID."""
+    collection, _, rest = route.path[1:].partition("/")
+    if not rest.startswith(name) or rest[len(name) : len(name) + 1] not in ("", "/"):
+        raise LookupFailed("sockproxy: cannot rewrite the request path")
+    return f"/{collection}/{quote(full, safe='')}{rest[len(name) :]}"
+
+
+def _target(route: Route, path: str, query: str) -> str:
+    version = f"/v{route.version}" if route.version else ""
+    return f"{version}{path}" + (f"?{query}" if query else "")
+
+
+def _filtered_query(query: str, owner: str) -> str:
+    """The query with the owner's label filter added to the client's filters.
+
+    Go reads ``r.Form.Get("filters")``: the first value; the rest are dropped
+    here so nothing else could be read. Both of Docker's filter encodings
+    (``{"label": ["a=b"]}`` and ``{"label": {"a=b": true}}``) are accepted.
+    """
+    pairs = parse_qsl(query, keep_blank_values=True)
+    given = next((value for key, value in pairs if key == "filters"), "")
+    filters: dict[str, list[str]] = {}
+    if given:
+        try:
+            decoded = jsonread.decode(given.encode())
+        except ProxyError as exc:
+            raise jsonread.InvalidBody(f"invalid filters parameter: {exc.message}") from None
+        if not isinstance(decoded, JsonObject):
+            raise jsonread.InvalidBody("invalid filters parameter: not an object")
+        for key, value in decoded.entries():
+            if isinstance(value, list):
+                filters[key] = [v for v in value if isinstance(v, str)]
+            elif isinstance(value, JsonObject):
+                filters[key] = [k for k, v in value.entries() if v is True]
+            else:
+                raise jsonread.InvalidBody(f"invalid filters parameter: {key}")
+    filters.setdefault("label", []).append(f"{OWNER_LABEL}={owner}")
+    kept = "&".join(part for part in query.split("&") if part and not _is_filters(part))
+    encoded = jsonread.encode(JsonObject(tuple((k, list(v)) for k, v in filters.items())))
+    return (f"{kept}&" if kept else "") + "filters=" + quote(encoded.decode(), safe="")
+
+
+def _is_filters(part: str) -> bool:
+    key = parse_qsl(part, keep_blank_values=True)
+    return bool(key) and key[0][0] == "filters"
