@@ -35,7 +35,7 @@ from typing import Any
 
 import yaml
 
-from sockproxy.checks import REGISTRY, Context
+from sockproxy.checks import REGISTRY, Context, Violation
 from sockproxy.model import Request
 from sockproxy.routes import ENDPOINTS, SECTIONS
 from sockproxy.yamlfile import (
@@ -103,8 +103,19 @@ class Policy:
 
 @dataclass(frozen=True, slots=True)
 class Warning_:
+    """A violation of a rule in warn mode: allowed, and audited."""
+
     rule: str
     violation: str
+    check: str = ""  # the rule's check kind
+    param: str = ""  # the parameter that could allow it, and the value (see Violation)
+    subject: str = ""
+
+    def audit_fields(self) -> dict[str, str]:
+        fields = {"rule": self.rule, "check": self.check, "violation": self.violation}
+        if self.param:
+            fields.update(param=self.param, subject=self.subject)
+        return fields
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,8 +153,13 @@ def evaluate(policy: Policy, request: Request) -> Decision:
     for rule in policy.rules:
         if rule.mode is Mode.OFF:
             continue
+        checked = REGISTRY[rule.check].fn(rule.params, request, policy.context)
         try:
-            violation = next(REGISTRY[rule.check].fn(rule.params, request, policy.context), None)
+            first = next(checked, None)
+            if first is not None and rule.mode is Mode.WARN:
+                warnings += _warnings(rule, first, checked)
+                continue
+            violation = first.text if first is not None else None
         except Exception as exc:  # a failing check must refuse, never allow
             violation = f"check {rule.check} failed: {type(exc).__name__}"
             if rule.mode is Mode.WARN:
@@ -151,12 +167,23 @@ def evaluate(policy: Policy, request: Request) -> Decision:
                 return _refuse(policy, rule.id, violation)
         if violation is None:
             continue
-        if rule.mode is Mode.WARN:
-            warnings.append(Warning_(rule.id, violation))
-            continue
         text = f"{rule.message}: {violation}" if rule.message else violation
         return _refuse(policy, rule.id, text)
     return Decision(True, None, "allowed", True, tuple(warnings))
+
+
+WARNINGS_PER_RULE = 32  # bounds one audit line; a request past it is hostile, not learnt
+
+
+def _warnings(rule: Rule, first: Violation, rest: Iterator[Violation]) -> list[Warning_]:
+    """Every violation of a rule in warn mode (learning: `sockproxy suggest`
+    names each one in the policy it writes), where enforcing needs only the first."""
+    found = [first]
+    for violation in rest:
+        if len(found) == WARNINGS_PER_RULE:
+            break
+        found.append(violation)
+    return [Warning_(rule.id, v.text, rule.check, v.param, v.subject) for v in found]
 
 
 _ALLOW = Decision(True, None, "allowed", True)
