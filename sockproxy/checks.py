@@ -247,7 +247,7 @@ def _mount_host_source(mount: Mount) -> str | None:
 @check(
     "bind-mounts",
     "Bind mounts (and volumes that are binds) only from strictly inside allowed host "
-    "paths, or of exactly the exact ones, never from or above denied ones. Sources are "
+    "paths or of exactly an exact one, never from or above denied ones. Sources are "
     "cleaned and resolved through symlinks on this host, and compared by path component.",
     allow=Param("strings", [], "host directories binds may come from inside (globs: /home/*)"),
     exact=Param("strings", [], "host paths that may be bound themselves, nothing inside or above"),
