@@ -68,8 +68,11 @@ class RequestTimeout(ProxyError):
 def identify(listener: Listener, transport: asyncio.BaseTransport) -> Identity:
     """Who connected: the kernel's word on a Unix socket, the verified
     certificate on TLS, the creator's identity on a nested socket."""
-    if listener.fixed is not None:
-        return listener.fixed.identity
+    if listener.fixed is not None:  # the creator, as seen from this process in a container
+        peer = from_unix_peer(transport.get_extra_info("socket"), listener.name)
+        return dataclasses.replace(
+            listener.fixed.identity, listener=listener.name, pid=peer.pid, process=peer.process
+        )
     if listener.tls is not None:
         return from_certificate(transport.get_extra_info("peercert"), listener.name)
     if not listener.path:

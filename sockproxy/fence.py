@@ -221,7 +221,12 @@ async def _container_create(objects: _Objects, request: Request, body: bytes | N
     for network in _networks(top, host):
         checks.append(objects.network(network, shared_ok=True))
     for check in checks:
-        await check
+        try:
+            await check
+        except NotFound as exc:
+            # 403, not 404: the Docker CLI reads a 404 from create as a missing
+            # image and tries to pull it. Missing and not owned read the same.
+            raise Unavailable(f"sockproxy: {exc.message} (rule {RULE})") from None
     return _labelled(body, objects.owner)
 
 

@@ -114,8 +114,8 @@ def open_listener(
 ) -> Listener:
     """Create, permission and publish the listening socket at ``path``."""
     path = os.path.abspath(path)
-    directory, name = os.path.split(path)
-    temp = os.path.join(directory, f".{name}.{os.getpid()}")
+    directory, filename = os.path.split(path)
+    temp = os.path.join(directory, f".{filename}.{os.getpid()}")
     if len(temp.encode()) > MAX_PATH:
         temp = os.path.join(directory, f".sp{os.getpid()}")
     if len(path.encode()) > MAX_PATH or len(temp.encode()) > MAX_PATH:

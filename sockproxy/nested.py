@@ -18,9 +18,11 @@ by the ``engine-socket`` check like any other socket.
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import hashlib
 import os
 import re
+import stat
 from collections.abc import Callable
 
 from sockproxy import hostpaths, jsonread
@@ -31,20 +33,44 @@ from sockproxy.jsonread import JsonObject, JsonValue
 from sockproxy.listener import Fixed, Listener, open_listener
 from sockproxy.model import Mount, Request
 
+# Where clients expect a Docker API socket (whether or not one is there on
+# this host): a bind of one of these asks for "the engine".
+DOCKER_API_SOCKETS = (
+    "/run/docker.sock",
+    "/var/run/docker.sock",
+    "/run/podman/podman.sock",
+    "/var/run/podman/podman.sock",
+    "/run/user/*/podman/podman.sock",
+    "/var/run/user/*/podman/podman.sock",
+    "/run/user/*/docker.sock",
+)
+
 
 def engine_socket_binds(request: Request, context: Context) -> tuple[Mount, ...]:
-    """The bind mounts whose source is an engine socket itself."""
+    """The bind mounts whose source is a Docker API socket itself: a
+    conventional engine socket path, the upstream, or a sockproxy listener."""
     found: list[Mount] = []
-    sockets: set[str] | None = None
     for spec in request.containers:
         for mount in spec.mounts:
-            if mount.kind != "bind" or not mount.source.startswith("/"):
-                continue
-            if sockets is None:
-                sockets = set(hostpaths.engine_sockets(context.own_sockets))
-            if hostpaths.resolve(mount.source) in sockets:
+            bind = mount.kind == "bind" and mount.source.startswith("/")
+            if bind and _asks_for_engine(mount.source, context):
                 found.append(mount)
     return tuple(found)
+
+
+def _asks_for_engine(source: str, context: Context) -> bool:
+    paths = {hostpaths.clean(source), hostpaths.resolve(source)}
+    if any(fnmatch.fnmatchcase(p, pattern) for p in paths for pattern in DOCKER_API_SOCKETS):
+        return True
+    own = {hostpaths.resolve(p) for p in context.own_sockets}
+    return bool(paths & own) and stat.S_ISSOCK(_mode(hostpaths.resolve(source)))
+
+
+def _mode(path: str) -> int:
+    try:
+        return os.stat(path).st_mode
+    except OSError:
+        return 0
 
 
 def without(request: Request, mounts: tuple[Mount, ...]) -> Request:

@@ -104,18 +104,27 @@ class Proxy:
 _current_proxies: list[Proxy] = []
 
 
-def _start_proxy(eng: engines.Engine, log_dir: Path, args: Sequence[str] = ()) -> Proxy:
-    """Start `python -m sockproxy serve` in front of `eng`; wait until /_ping answers."""
+def _start_proxy(
+    eng: engines.Engine,
+    log_dir: Path,
+    args: Sequence[str] = (),
+    *,
+    config: tuple[str, str, int] | None = None,
+) -> Proxy:
+    """Start `python -m sockproxy serve` in front of `eng`; wait until /_ping answers.
+
+    ``config``: (configuration file, the socket it listens on, that socket's mode)
+    in place of --listen/--upstream."""
     workdir = short_tmpdir("spp-")
     sock = os.path.join(workdir, "proxy.sock")
     log = str(log_dir / "proxy.log")
     extra = [*shlex.split(os.environ.get("SOCKPROXY_E2E_PROXY_ARGS", "")), *args]
-    argv = [
-        sys.executable, "-m", "sockproxy", "serve",
-        "--listen", f"unix://{sock}",
-        "--upstream", f"unix://{eng.socket}",
-        *extra,
-    ]  # fmt: skip
+    where = ["--listen", f"unix://{sock}", "--upstream", f"unix://{eng.socket}"]
+    expected_mode = 0o660
+    if config is not None:
+        where = ["--config", config[0]]
+        sock, expected_mode = config[1], config[2]
+    argv = [sys.executable, "-m", "sockproxy", "serve", *where, *extra]
     with open(log, "wb") as err:
         proc = subprocess.Popen(
             argv, cwd=REPO, stdin=subprocess.DEVNULL, stdout=err, stderr=subprocess.STDOUT
@@ -136,7 +145,7 @@ def _start_proxy(eng: engines.Engine, log_dir: Path, args: Sequence[str] = ()) -
                 )
             time.sleep(0.05)
         mode = os.stat(sock).st_mode & 0o777
-        assert mode == 0o660, f"proxy socket mode is {mode:o}, expected 660"
+        assert mode == expected_mode, f"proxy socket mode is {mode:o}, expected {expected_mode:o}"
     except BaseException:
         if proc.poll() is None:
             proc.kill()

@@ -42,6 +42,7 @@ class DockerCLI:
     host: str  # the socket path
     config_dir: str
     default_timeout: float = 120.0
+    user: str | None = None  # run as this Unix user (its own uid, gid and groups)
 
     def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
@@ -64,7 +65,7 @@ class DockerCLI:
     ) -> subprocess.CompletedProcess[str]:
         """Run the CLI to completion; stdin is /dev/null unless `input` is given."""
         return subprocess.run(
-            [DOCKER_CLI, *args],
+            [*self._as_user(), DOCKER_CLI, *args],
             input=input,
             stdin=None if input is not None else subprocess.DEVNULL,
             capture_output=True,
@@ -75,6 +76,11 @@ class DockerCLI:
             check=False,
         )
 
+    def _as_user(self) -> list[str]:
+        if self.user is None:
+            return []
+        return ["setpriv", f"--reuid={self.user}", f"--regid={self.user}", "--init-groups", "--"]
+
     def ok(self, *args: str, **kwargs: object) -> str:
         """Run the CLI, assert exit status 0, return stdout."""
         res = self(*args, **kwargs)  # type: ignore[arg-type]
@@ -84,7 +90,7 @@ class DockerCLI:
     def popen(self, *args: str, env: dict[str, str] | None = None) -> LineStream:
         """Start a long-running CLI command whose stdout is read line by line."""
         proc = subprocess.Popen(
-            [DOCKER_CLI, *args],
+            [*self._as_user(), DOCKER_CLI, *args],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
