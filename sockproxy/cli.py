@@ -13,7 +13,7 @@ from pathlib import Path
 
 import structlog
 
-from sockproxy import audit, service
+from sockproxy import audit, service, suggest
 from sockproxy.config import Config, ConfigError, ListenerSpec, load_config
 from sockproxy.errors import ProxyError
 from sockproxy.limits import Limits
@@ -119,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("method", metavar="METHOD")
     explain.add_argument("path", metavar="PATH", help="request target: /v1.41/containers/create")
     explain.add_argument("body", nargs="?", metavar="BODY_FILE", help="request body ('-': stdin)")
+    suggest.add_parser(commands)
     return parser
 
 
@@ -226,6 +227,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return check(args)
         if args.command == "explain":
             return explain(args)
+        if args.command == "suggest":
+            return suggest.run(args)
         if args.command == "schema":
             print(json.dumps(policy_schema(), indent=2))
             return 0
