@@ -561,7 +561,7 @@ def validate(text: str) -> Policy:
 HELP = "write the smallest policy allowing what an audit log saw (learning mode)"
 
 
-def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``sockproxy suggest``, for cli.py's subcommands."""
     _arguments(commands.add_parser("suggest", help=HELP, description=HELP))
 
@@ -580,8 +580,15 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--user", action="append", default=[], help="only this user name")
     parser.add_argument("--process", action="append", default=[], help="only this process name")
     parser.add_argument("--listener", action="append", default=[], help="only this listener")
-    parser.add_argument("--since", type=parse_time, metavar="TIME", help="ISO 8601, UTC if unzoned")
-    parser.add_argument("--until", type=parse_time, metavar="TIME", help="ISO 8601, exclusive")
+    parser.add_argument("--since", type=_time_arg, metavar="TIME", help="ISO 8601, UTC if unzoned")
+    parser.add_argument("--until", type=_time_arg, metavar="TIME", help="ISO 8601, exclusive")
+
+
+def _time_arg(text: str) -> datetime:
+    try:
+        return parse_time(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -620,7 +627,11 @@ def run(args: argparse.Namespace) -> int:
     )
     validate(suggestion.policy)  # a policy sockproxy can't load is a bug here, never output
     if args.output:
-        Path(args.output).write_text(suggestion.policy, encoding="utf-8")
+        try:
+            Path(args.output).write_text(suggestion.policy, encoding="utf-8")
+        except OSError as exc:
+            print(f"sockproxy suggest: {args.output}: {exc.strerror}", file=sys.stderr)
+            return 1
     else:
         sys.stdout.write(suggestion.policy)
     print(f"sockproxy suggest: {skipped}", file=sys.stderr)
