@@ -338,6 +338,10 @@ def suggest(
             f" {sum(not r.off for r in changed)} relaxed, {sum(r.off for r in changed)} off."
         )
     )
+    if base.isolation:
+        writer.line(f"isolation: true  # as in {base.name}")
+    if base.nested_policy is not None:
+        writer.line(f"nested-socket: {_scalar(base.nested_policy)}  # as in {base.name}")
     _operations(writer, operations, base)
     writer.line("checks:")
     for rule in base.rules:

@@ -308,6 +308,14 @@ def test_the_policy_has_a_name_a_description_and_says_where_it_came_from() -> No
     assert "# Callers: listener=ci user=ci uid=1000 process=docker (1)" in learnt.text
 
 
+def test_isolation_and_nested_sockets_of_the_base_are_kept(tmp_path: Path) -> None:
+    base = tmp_path / "base.yaml"
+    base.write_text(f"extends: {POLICIES / 'default.yaml'}\nisolation: true\nnested-socket: same\n")
+    learnt = learn(audit_line(ping()), base=load_policy(str(base)))
+    assert learnt.policy.isolation is True
+    assert learnt.policy.nested_policy == "same"
+
+
 def test_every_strategy_names_a_parameter_of_its_check() -> None:
     for (kind, param), how in suggest.STRATEGIES.items():
         params = REGISTRY[kind].params
