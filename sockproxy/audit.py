@@ -126,7 +126,7 @@ def record(
     operation: str,
     allowed: bool,
     rule: str | None,
-    warnings: list[str],
+    warnings: list[dict[str, str]],
     status: int | None,
     duration: float,
     bytes_in: int,

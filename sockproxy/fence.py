@@ -94,6 +94,8 @@ _NOT_FOUND = {
 
 def applies(route: Route) -> bool:
     """Does isolation have anything to do for this request?"""
+    if route.operation == "image.commit":  # an image from a container's files
+        return True
     return route.operation not in SHARED and route.section not in SHARED_SECTIONS
 
 
@@ -109,6 +111,11 @@ async def fence(
             f"clients; use the Docker API (rule {RULE})"
         )
     objects = _Objects(engine, owner)
+    if operation == "image.commit":
+        committed = _first(route.query, "container")
+        full = await objects.container(committed)
+        query = _replaced(route.query, "container", full)
+        return Fenced(target=_target(route, route.path, query), object_id=full)
     if operation in FILTERED:
         return Fenced(target=_target(route, route.path, _filtered_query(route.query, owner)))
     if operation == "container.create":
@@ -340,5 +347,22 @@ def _filtered_query(query: str, owner: str) -> str:
 
 
 def _is_filters(part: str) -> bool:
-    key = parse_qsl(part, keep_blank_values=True)
-    return bool(key) and key[0][0] == "filters"
+    return _key(part) == "filters"
+
+
+def _key(part: str) -> str:
+    pairs = parse_qsl(part, keep_blank_values=True)
+    return pairs[0][0] if pairs else ""
+
+
+def _first(query: str, name: str) -> str:
+    """The first value of a query parameter, as Go's r.Form.Get reads it."""
+    return next(
+        (value for key, value in parse_qsl(query, keep_blank_values=True) if key == name), ""
+    )
+
+
+def _replaced(query: str, name: str, value: str) -> str:
+    """The query with every ``name`` parameter replaced by one with ``value``."""
+    kept = [part for part in query.split("&") if part and _key(part) != name]
+    return "&".join([*kept, f"{name}={quote(value, safe='')}"])

@@ -242,6 +242,8 @@ def test_each_user_sees_and_touches_only_their_own_containers(site: Site) -> Non
         ("cp", f"{name}:/etc/hostname", "-"),
         ("rename", name, unique("stolen")),
         ("top", name),
+        ("commit", name),
+        ("export", name),
         ("attach", "--no-stdin", name),
     ):
         _refused(bob(*attempt, timeout=20), f"No such container: {name}")
