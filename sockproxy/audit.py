@@ -91,8 +91,10 @@ class _IsoStamper:
 
 def configure(fmt: str = "json", level: str = "info", stream: TextIO | None = None) -> None:
     """Set up structlog for JSON lines (default) or a readable console format."""
-    global _writer
-    _writer = BatchingWriter(stream or sys.stderr)
+    # One writer for the process, pointed at the new stream: loggers bound
+    # before (structlog caches them on first use) write there too.
+    _writer.flush()
+    _writer._stream = stream or sys.stderr
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if fmt == "json"
