@@ -891,7 +891,7 @@ def test_workstation_podman_remote(
     workstation: Proxy, engine: engines.Engine, tmp_path: Path, cleanup: list[tuple[str, str]]
 ) -> None:
     """podman --remote: run with a project bind, pods, generate systemd and kube,
-    manifest lists; secrets, mount and image scp refused."""
+    manifest lists; builds (today) and secrets refused."""
     project = tmp_path / "project"
     project.mkdir()
     (project / "main.txt").write_text("source\n")
@@ -916,6 +916,12 @@ def test_workstation_podman_remote(
     podman_ok(workstation, "manifest", "create", manifest)
     podman_ok(workstation, "manifest", "rm", manifest)
 
+    # Podman 4.3's client sends nsoptions [{"Name": "user", "Host": true}] with every build.
+    (project / "Containerfile").write_text(f"FROM {IMAGE}\nLABEL dev=1\n")
+    res = podman_remote(workstation, "build", "-t", f"localhost/{unique('dev')}:1", str(project))
+    assert res.returncode != 0, describe(res)
+    assert "(rule no-build-host-access, policy workstation)" in res.stderr, describe(res)
+    assert "nsoptions=user=host" in res.stderr, describe(res)
     res = podman_remote(workstation, "secret", "create", unique("s"), str(project / "main.txt"))
     assert res.returncode != 0, describe(res)
     assert "(rule operation-not-allowed, policy workstation)" in res.stderr, describe(res)

@@ -898,7 +898,13 @@ WORKSTATION: list[Any] = [
     ("podman generate systemd", "GET", f"{LIBPOD}/generate/web/systemd?new=true", None, ALLOW),
     ("podman kube generate", "GET", f"{LIBPOD}/generate/kube?names=web", None, ALLOW),
     ("podman manifest create", "POST", f"{LIBPOD}/manifests/app%3A1?images=a", None, ALLOW),
-    ("podman build", "POST", f"{LIBPOD}/build?t=app&nsoptions=%5B%5D", b"", ALLOW),
+    (
+        "podman --remote build (Podman 4.3 sends nsoptions user=host) (limit)",
+        "POST",
+        f"{LIBPOD}/build?t=app&nsoptions=%5B%7B%22Name%22%3A%22user%22%2C%22Host%22%3Atrue%7D%5D",
+        b"",
+        "no-build-host-access",
+    ),
     ("docker compose events", "GET", "/v1.41/events?filters=%7B%7D", None, ALLOW),
     (
         "a bind of ~/.bashrc",
