@@ -625,6 +625,7 @@ def test_gitlab_runner_docker_executor_job(
     raw.shutdown(socket.SHUT_WR)
     output = b"".join(data for _, data in frames_iter(sock, tty=False))
     sock.close()
+    raw.close()
     assert b"script done" in output, output
     assert api.wait(build, timeout=30)["StatusCode"] == 0
     assert (builds / "out.txt").read_text() == "job ran\n"
