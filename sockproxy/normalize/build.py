@@ -126,6 +126,10 @@ def _namespace_options(query: Query, options: list[tuple[str, str]], notes: Note
         name, host, path = fields.text("Name"), fields.flag("Host"), fields.text("Path")
         if name in ("network", "net"):
             network = "host" if host else f"ns:{path}" if path else network
+        elif name == "user" and host and not path:
+            # The host's user namespace is no user namespace at all: what every
+            # rootful container gets, and what podman --remote sends on each build.
+            continue
         elif host or path:
             options.append(("nsoptions", f"{name}={'host' if host else path}"))
     return network
