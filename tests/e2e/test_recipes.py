@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -28,8 +29,9 @@ import docker
 import pytest
 from docker.utils.socket import frames_iter
 
-from .conftest import Proxy, running_proxy
+from .conftest import Proxy, running_proxy, short_tmpdir
 from .dockercli import (
+    DOCKER_CLI,
     IMAGE,
     REPO,
     DockerCLI,
@@ -44,7 +46,9 @@ pytestmark = pytest.mark.e2e
 
 
 def _recipe(engine: engines.Engine, factory: pytest.TempPathFactory, name: str) -> Iterator[Proxy]:
-    yield from running_proxy(engine, factory, ("--policy", str(REPO / "policies" / f"{name}.yaml")))
+    policy = str(REPO / "policies" / f"{name}.yaml")
+    nested_dir = os.path.join(short_tmpdir("spn-"), "nested")
+    yield from running_proxy(engine, factory, ("--policy", policy, "--nested-dir", nested_dir))
 
 
 @pytest.fixture(scope="module")
@@ -522,26 +526,41 @@ def test_testcontainers_python_runs_a_container_without_ryuk(
     direct.close()
 
 
-def test_testcontainers_ryuk_reaper_is_refused_the_socket(
-    testcontainers: Proxy,
-    engine: engines.Engine,
-    tmp_path: Path,
-    cleanup: list[tuple[str, str]],
+def test_testcontainers_reaper_pattern_works_through_a_nested_socket(
+    testcontainers: Proxy, engine: engines.Engine, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    """Ryuk mounts the socket testcontainers talks to (here sockproxy's) into its container.
-    RYUK_CONTAINER_IMAGE points at the local image so the create itself is what's decided."""
-    ryuk = f"localhost/{unique('ryuk')}:test"  # not the test image: that one skips the reaper
-    direct = direct_client(engine)
-    direct.tag(IMAGE, *ryuk.rsplit(":", 1))
-    cleanup.append(("image", ryuk))
-    res = _testcontainers(
-        testcontainers, tmp_path, TESTCONTAINERS_RYUK_DISABLED="false", RYUK_CONTAINER_IMAGE=ryuk
+    """Ryuk's pattern: a container with the engine socket mounted lists the session's
+    containers by label and removes them. It gets a nested socket under the same
+    policy: the reaping works, a privileged container from inside is refused."""
+    bin_dir = short_tmpdir("spb-")
+    os.chmod(bin_dir, 0o755)
+    shutil.copy(DOCKER_CLI, os.path.join(bin_dir, "docker"))
+    cli = DockerCLI(testcontainers.socket, str(tmp_path_factory.mktemp("tc-cli")))
+    session = unique("session")
+    label = f"org.testcontainers.session-id={session}"
+    for _ in range(2):
+        cli.ok("create", "--label", label, IMAGE, "true")
+    reaper = (
+        f"D='/cli/docker -H unix:///var/run/docker.sock';"
+        f"$D ps -aq --filter label={label} | xargs $D rm -f;"
+        f"$D run --rm --privileged {IMAGE} true; echo privileged=$?"
     )
-    assert res.returncode != 0, describe(res)
-    assert "403 Client Error" in res.stderr, describe(res)
-    assert "(rule no-engine-socket, policy testcontainers)" in res.stderr, describe(res)
-    assert not direct.containers(all=True, filters={"label": "org.testcontainers=true"})
+    try:
+        out = cli.ok(
+            "run", "--rm", "--label", "org.testcontainers.ryuk=true",
+            "-v", "/var/run/docker.sock:/var/run/docker.sock:rw",
+            "-v", f"{bin_dir}:/cli:ro",
+            IMAGE, "sh", "-c", reaper,
+            timeout=120,
+        )  # fmt: skip
+    finally:
+        shutil.rmtree(bin_dir, ignore_errors=True)
+    assert "privileged=125" in out
+    direct = direct_client(engine)
+    assert not direct.containers(all=True, filters={"label": label})
     direct.close()
+    log = Path(testcontainers.log).read_text()
+    assert "(rule no-privileged, policy testcontainers)" in log
 
 
 # -- GitLab Runner's docker executor: replayed with docker-py (helpers/docker/client.go) --
