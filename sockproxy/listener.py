@@ -19,6 +19,7 @@ import pwd
 import socket
 import ssl
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sockproxy.identity import Identity
@@ -59,12 +60,21 @@ class Listener:
 
 
 def _gid(group: str) -> int:
-    if group.isdigit():
-        return int(group)
+    return _numeric_id(group, lambda name: grp.getgrnam(name).gr_gid, "--socket-group: no group")
+
+
+def _uid(owner: str) -> int:
+    return _numeric_id(owner, lambda name: pwd.getpwnam(name).pw_uid, "owner: no user")
+
+
+def _numeric_id(text: str, lookup: Callable[[str], int], missing: str) -> int:
+    """A uid or gid given as a number or a name."""
+    if text.isdigit():
+        return int(text)
     try:
-        return grp.getgrnam(group).gr_gid
+        return lookup(text)
     except KeyError as exc:
-        raise ListenError(f"--socket-group: no group named {group!r}") from exc
+        raise ListenError(f"{missing} named {text!r}") from exc
 
 
 def _answers(path: str) -> bool:
@@ -91,15 +101,6 @@ def _check_existing(path: str) -> None:
         raise ListenError(f"{path} exists and is not a socket; refusing to replace it")
     if _answers(path):
         raise ListenError(f"{path}: another server is already listening there")
-
-
-def _uid(owner: str) -> int:
-    if owner.isdigit():
-        return int(owner)
-    try:
-        return pwd.getpwnam(owner).pw_uid
-    except KeyError as exc:
-        raise ListenError(f"owner: no user named {owner!r}") from exc
 
 
 def open_listener(

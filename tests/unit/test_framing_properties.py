@@ -928,16 +928,15 @@ def _well_formed_answers(data: bytes) -> int:
     return count
 
 
-# A Unix listener in name only: the fuzzed client has no peer credentials.
-FUZZ_LISTENER = Listener("/fuzz.sock", socket.socket(socket.AF_UNIX), 0, name="fuzz")
-
-
 async def _run_stream(pieces: list[bytes], errors: list[str]) -> tuple[bool, _Engine]:
     """One client connection carrying ``pieces``, then the client's half-close; whether it
     ended on a timer (the head timeout) rather than at once."""
     engine = _Engine()
     server = Server([], _MemoryPool(engine), POLICY, FUZZ_LIMITS)
-    client = ClientSide(server, FUZZ_LISTENER)
+    # A Unix listener in name only: the fuzzed client has no peer credentials.
+    unbound = socket.socket(socket.AF_UNIX)
+    unbound.close()
+    client = ClientSide(server, Listener("/fuzz.sock", unbound, 0, name="fuzz"))
     transport = _Transport(client)
     client.connection_made(transport)
     try:
