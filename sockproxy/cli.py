@@ -14,13 +14,14 @@ from pathlib import Path
 import structlog
 
 from sockproxy import audit, service, suggest
+from sockproxy.checks import Context
 from sockproxy.config import Config, ConfigError, ListenerSpec, load_config
 from sockproxy.errors import ProxyError
 from sockproxy.limits import Limits
 from sockproxy.listener import ListenError
 from sockproxy.normalize import normalize
 from sockproxy.policy import PolicyError, check_files, evaluate, load_policy
-from sockproxy.regime import BUILTIN_PERMISSIVE
+from sockproxy.regime import BUILTIN_PERMISSIVE, build_regime
 from sockproxy.routes import classify
 from sockproxy.schema import policy_schema
 from sockproxy.upstream import AddressError, unix_path
@@ -112,8 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
             metavar=metavar,
             help=f"{text} (default {default})",
         )
-    check = commands.add_parser("check", help="validate policy files")
-    check.add_argument("files", nargs="+", metavar="FILE")
+    check = commands.add_parser("check", help="validate policy files (and a configuration)")
+    check.add_argument("files", nargs="*", metavar="FILE")
+    check.add_argument(
+        "--config", metavar="FILE", help="also a configuration file and every policy it names"
+    )
     explain = commands.add_parser("explain", help="show the decision a policy makes on a request")
     explain.add_argument("--policy", required=True, metavar="FILE")
     explain.add_argument("method", metavar="METHOD")
@@ -169,6 +173,11 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 def check(args: argparse.Namespace) -> int:
     """``sockproxy check``: exit 0, or 1 with FILE:LINE:COL: message lines."""
     errors = list(check_files(args.files))
+    if args.config:
+        try:
+            build_regime(load_config(args.config), Context())
+        except (ConfigError, PolicyError) as exc:
+            errors.extend(exc.errors)
     for error in errors:
         print(error)
     return 1 if errors else 0

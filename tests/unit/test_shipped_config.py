@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from sockproxy import cli
 from sockproxy.checks import Context
 from sockproxy.config import load_config
 from sockproxy.identity import Identity
@@ -38,3 +41,15 @@ def test_the_ci_tenant_policy_isolates_and_nests() -> None:
     assert policy.isolation
     assert policy.nested_policy == SAME
     assert any(rule.id == "no-privileged" for rule in policy.rules)  # default's fence kept
+
+
+def test_check_validates_a_configuration_and_its_policies(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["check", "--config", str(ROOT / "docs/examples/shared-ci-host.yaml")]) == 0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("listeners:\n  - unix: /tmp/x.sock\n    polcy: a\n")
+    assert cli.main(["check", "--config", str(bad)]) == 1
+    assert f"{bad}:3:5: listener: unknown key 'polcy' (did you mean 'policy'?)" in (
+        capsys.readouterr().out
+    )
