@@ -99,6 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="where nested sockets are made (default /run/sockproxy/nested)",
     )
+    serve.add_argument(
+        "--metrics",
+        metavar="ADDRESS",
+        help="serve Prometheus metrics at tcp://HOST:PORT or unix:///PATH (default: off)",
+    )
     serve.add_argument("--log-format", choices=("json", "console"), default="json")
     serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
     commands.add_parser("schema", help="print the JSON Schema of policy files")
@@ -153,12 +158,13 @@ def config_from_args(args: argparse.Namespace) -> Config:
         default_policy="main",
         upstream=args.upstream,
         nested_dir=args.nested_dir,
+        metrics=args.metrics,
         limits=Limits(**{field: getattr(args, field) for _, field, _, _ in _LIMIT_FLAGS}),
     )
 
 
 # Flags that a configuration file replaces.
-_FILE_ONLY = ("--listen", "--policy", "--upstream", "--socket-group")
+_FILE_ONLY = ("--listen", "--policy", "--upstream", "--socket-group", "--metrics")
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -248,7 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, PolicyError) as exc:
         print("\n".join(f"sockproxy: {error}" for error in exc.errors), file=sys.stderr)
         return 2
-    except (AddressError, ListenError, OSError) as exc:
+    except (AddressError, ListenError, OSError, ValueError) as exc:
         print(f"sockproxy: {exc}", file=sys.stderr)
         return 2
 

@@ -165,6 +165,8 @@ class ClientSide(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
         self.transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
         self.identity = identify(self.listener, transport)
+        if self.server.metrics is not None:
+            self.server.metrics.connection_opened(self.listener.name)
         refusal = self.server.admit(self)
         if refusal is not None:
             # Answer, end our side, and drop what the client still sends: closing
@@ -220,6 +222,8 @@ class ClientSide(asyncio.Protocol):
         return True  # the response may still be written
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.server.metrics is not None and self.transport is not None:
+            self.server.metrics.connection_closed(self.listener.name)
         self.state = _State.CLOSED
         if self._timer is not None:
             self._timer.cancel()
@@ -398,6 +402,8 @@ class ClientSide(asyncio.Protocol):
             bytes_in=len(raw),
             identity=self.who,
             policy_digest=policy.digest if policy else "",
+            listener=self.listener.name,
+            metrics=self.server.metrics,
         )
         self.exchange = exchange
         if failure is None and guarded and payload is not None:
@@ -608,6 +614,11 @@ class ClientSide(asyncio.Protocol):
             self.abort()
             return
         self.state = _State.PIPE
+        if exchange.metrics is not None:
+            if exchange.stream:
+                exchange.metrics.stream_closed(exchange.stream)
+            exchange.stream = "hijack"
+            exchange.metrics.stream_opened("hijack")
         self.deliver(raw + early)
         if self.buf:  # stdin the client sent before the engine answered
             data = bytes(self.buf)

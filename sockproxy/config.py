@@ -41,6 +41,7 @@ import yaml
 
 from sockproxy.identity import Identity, group_name
 from sockproxy.limits import Limits
+from sockproxy.metrics import parse_address
 from sockproxy.yamlfile import Errors, boolean, compose, mapping, string, strings, unknown
 
 # A client whose connection no rule and no listener gives a policy to is
@@ -211,6 +212,10 @@ def load_config(path: str) -> Config:
         upstream = string(top["upstream"][1], errors, "upstream")
     if "metrics" in top:
         metrics = string(top["metrics"][1], errors, "metrics")
+        try:
+            parse_address(metrics or "")
+        except ValueError as exc:
+            errors.add(top["metrics"][1], str(exc))
     nested_dir = "/run/sockproxy/nested"
     if "nested-sockets" in top:
         nested_dir = str(base / (string(top["nested-sockets"][1], errors, "nested-sockets") or ""))

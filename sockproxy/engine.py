@@ -32,6 +32,9 @@ HEAD_LIMIT = 256 * 1024  # largest response head accepted from the engine
 WRITE_HIGH_WATER = 1024 * 1024  # bytes buffered towards a peer before backpressure
 
 
+_STREAMED = (Framing.CHUNKED, Framing.UNTIL_CLOSE)
+
+
 class _State(Enum):
     IDLE = auto()  # in the pool, or not yet bound
     HEAD = auto()  # waiting for the response head
@@ -198,6 +201,9 @@ class EngineSide(asyncio.Protocol):
         exchange.response = response
         exchange.status = response.status
         exchange.engine_seconds = time.monotonic() - exchange.forwarded
+        if exchange.metrics is not None and response.framing in _STREAMED:
+            exchange.stream = "stream"  # chunked or until-close: logs -f, events, stats, pulls
+            exchange.metrics.stream_opened("stream")
         if response.status == 101 and not exchange.route.hijack:
             self._fail(
                 EngineProtocolError(

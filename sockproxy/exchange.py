@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from sockproxy import audit
 from sockproxy.framing import RequestHead, ResponseHead
+from sockproxy.metrics import Metrics
 from sockproxy.policy import Decision
 from sockproxy.routes import Route
 
@@ -31,6 +32,9 @@ class Exchange:
     policy_digest: str = ""
     forwarded: float = 0.0  # when its first byte went to the engine
     engine_seconds: float | None = None  # forwarded -> the engine's response head
+    listener: str = ""
+    metrics: Metrics | None = None
+    stream: str = ""  # "stream" (a long-lived response) or "hijack" once it became one
     recorded: bool = False
 
     @property
@@ -42,6 +46,21 @@ class Exchange:
         if self.recorded:
             return
         self.recorded = True
+        metrics = self.metrics
+        if metrics is not None:
+            decision = self.decision
+            verdict = "deny" if not decision.allowed else "warn" if decision.warnings else "allow"
+            response = self.response
+            metrics.request_done(
+                listener=self.listener,
+                operation=self.route.operation,
+                decision=verdict,
+                rule=decision.rule,
+                status=response.status if response is not None else None,
+                engine_seconds=self.engine_seconds,
+            )
+            if self.stream:
+                metrics.stream_closed(self.stream)
         audit.record(
             method=self.head.method,
             path=self.route.path,

@@ -14,6 +14,7 @@ from sockproxy.engine import EnginePool
 from sockproxy.limits import Limits
 from sockproxy.listener import Listener, remove_listener
 from sockproxy.lookup import EngineClient
+from sockproxy.metrics import Metrics
 from sockproxy.nested import NestedSockets
 from sockproxy.policy import Policy
 from sockproxy.regime import Regime, single
@@ -37,6 +38,7 @@ class Server:
         self.limits = limits or Limits()
         self.engine_client = EngineClient(pool.path)
         self.nested: NestedSockets | None = None  # set when policies may give nested sockets
+        self.metrics: Metrics | None = None  # set when --metrics is given
         self._per_uid: Counter[int | str] = Counter()
         self._refused: set[ClientSide] = set()  # answered 503, closing
         self.draining = False

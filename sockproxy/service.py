@@ -32,6 +32,7 @@ from sockproxy.listener import (
     remove_listener,
     tls_server_context,
 )
+from sockproxy.metrics import Metrics, serve_metrics
 from sockproxy.nested import NestedSockets
 from sockproxy.policy import PolicyError
 from sockproxy.regime import Regime, build_regime
@@ -164,6 +165,16 @@ async def serve(config: Config, grace: float, inherited: Sequence[Listener] = ()
     listeners = open_listeners(config, inherited)
     server = Server(listeners, EnginePool(upstream), regime, config.limits)
     server.nested = NestedSockets(config.nested_dir, lambda lst: server.spawn(server.serve(lst)))
+    scrapes = None
+    if config.metrics:
+        server.metrics = Metrics()
+        try:
+            scrapes = await serve_metrics(server.metrics, config.metrics)
+        except (ValueError, ListenError):
+            for listener in listeners:
+                remove_listener(listener)
+            raise
+        log.info("metrics", address=scrapes.address)
     await server.start()
     log.info(
         "listening",
@@ -172,6 +183,9 @@ async def serve(config: Config, grace: float, inherited: Sequence[Listener] = ()
         policies=_digests(regime),
     )
     reloader = Reloader(server, config, context)
+    metrics = server.metrics
+    if metrics is not None:
+        reloader.on_reload = lambda ok: metrics.reload_done("ok" if ok else "failed")
     watcher = asyncio.get_running_loop().create_task(reloader.watch())
 
     stop = asyncio.Event()
@@ -183,6 +197,9 @@ async def serve(config: Config, grace: float, inherited: Sequence[Listener] = ()
     watcher.cancel()
     log.info("shutting down")
     await server.shutdown(grace)  # nested sockets are removed with the rest
+    if scrapes is not None:
+        scrapes.close()
+        await scrapes.wait_closed()
     log.info("stopped")
     audit.flush()
     return 0
