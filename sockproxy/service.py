@@ -115,8 +115,9 @@ class Reloader:
             self._stamps = self._read_stamps()
             self.on_reload(False)
             return False
-        if config.listeners != self.config.listeners or config.upstream != self.config.upstream:
-            log.warning("listener and upstream changes take effect at the next restart")
+        restart_only = ("listeners", "upstream", "metrics", "nested_dir")
+        if any(getattr(config, key) != getattr(self.config, key) for key in restart_only):
+            log.warning("listener, upstream, metrics and nested-sockets changes need a restart")
         forget_names()
         self.server.swap(regime)
         self._stamps = self._read_stamps()
