@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import dataclasses
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from enum import Enum
@@ -13,12 +14,12 @@ from pathlib import Path
 
 import structlog
 
-from sockproxy import audit, service, suggest
+from sockproxy import activation, audit, service, suggest
 from sockproxy.checks import Context
 from sockproxy.config import Config, ConfigError, ListenerSpec, load_config
 from sockproxy.errors import ProxyError
 from sockproxy.limits import Limits
-from sockproxy.listener import ListenError
+from sockproxy.listener import Listener, ListenError
 from sockproxy.normalize import normalize
 from sockproxy.policy import PolicyError, check_files, evaluate, load_policy
 from sockproxy.regime import BUILTIN_PERMISSIVE, build_regime
@@ -132,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def config_from_args(args: argparse.Namespace) -> Config:
+def config_from_args(args: argparse.Namespace, inherited: Sequence[Listener] = ()) -> Config:
     """The single-listener configuration the flags describe."""
     if args.config:
         given = [flag for flag in _FILE_ONLY if getattr(args, flag.lstrip("-").replace("-", "_"))]
@@ -140,9 +141,12 @@ def config_from_args(args: argparse.Namespace) -> Config:
             raise ConfigError([f"--config: give {', '.join(given)} in the file instead"])
         config = load_config(args.config)
         return config
-    if not args.listen:
+    if not args.listen and not inherited:
         raise ConfigError(["serve: give --listen unix:///PATH (or --config FILE)"])
-    listeners = tuple(
+    activated = tuple(
+        ListenerSpec(name=item.name, kind="systemd", address=item.name) for item in inherited
+    )
+    listeners = activated + tuple(
         ListenerSpec(
             name=unix_path(url),
             kind="unix",
@@ -150,7 +154,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
             mode=args.socket_mode,
             group=args.socket_group,
         )
-        for url in args.listen
+        for url in args.listen or ()
     )
     return Config(
         listeners=listeners,
@@ -248,9 +252,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(json.dumps(policy_schema(), indent=2))
             return 0
         audit.configure(args.log_format, args.log_level)
-        config = config_from_args(args)
+        # Socket activation: the sockets systemd passed (LISTEN_FDS) are listeners.
+        inherited = service.adopt(activation.inherited(os.environ))
+        config = config_from_args(args, inherited)
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-            return runner.run(service.serve(config, args.grace))
+            return runner.run(service.serve(config, args.grace, inherited))
     except (ConfigError, PolicyError) as exc:
         print("\n".join(f"sockproxy: {error}" for error in exc.errors), file=sys.stderr)
         return 2

@@ -14,12 +14,13 @@ import asyncio
 import contextlib
 import os
 import signal
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import structlog
 
-from sockproxy import audit
+from sockproxy import activation, audit
 from sockproxy.checks import Context
 from sockproxy.config import Config, ConfigError, ListenerSpec, load_config
 from sockproxy.engine import EnginePool
@@ -44,10 +45,32 @@ log = structlog.get_logger("sockproxy")
 WATCH_INTERVAL = 1.0  # seconds between checks of the files' modification times
 
 
+def adopt(inherited: Sequence[activation.Inherited]) -> list[Listener]:
+    """Sockets systemd passed, as listeners systemd keeps owning."""
+    return [
+        Listener(
+            item.address if item.address.startswith("/") else "",
+            item.sock,
+            0,
+            name=item.name,
+            owned=False,
+        )
+        for item in inherited
+    ]
+
+
 def open_listeners(config: Config, inherited: Sequence[Listener] = ()) -> list[Listener]:
     """Every listener of the configuration (all or none)."""
     opened: list[Listener] = []
     by_name = {listener.name: listener for listener in inherited}
+    claimed = {spec.address for spec in config.listeners if spec.kind == "systemd"}
+    unclaimed = sorted(set(by_name) - claimed)
+    if unclaimed:
+        raise ListenError(
+            "systemd passed sockets no listener takes: "
+            + ", ".join(unclaimed)
+            + " (give each a listener with 'systemd: NAME')"
+        )
     try:
         for spec in config.listeners:
             opened.append(_open(spec, by_name))
@@ -65,7 +88,7 @@ def _open(spec: ListenerSpec, inherited: dict[str, Listener]) -> Listener:
             raise ListenError(
                 f"listener {spec.name}: systemd passed no socket named {spec.address}"
             )
-        return Listener(found.path, found.sock, found.inode, name=spec.name, owned=False)
+        return Listener(found.path, found.sock, 0, name=spec.name, owned=False)
     if spec.kind == "unix":
         return open_listener(
             spec.address, mode=spec.mode, group=spec.group, owner=spec.owner, name=spec.name
@@ -132,6 +155,15 @@ class Reloader:
                 self.reload("a file changed")
 
 
+def _notified_reload(reloader: Reloader) -> None:
+    """SIGHUP (systemctl reload): tell systemd while the reload runs."""
+    activation.notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
+    try:
+        reloader.reload("SIGHUP")
+    finally:
+        activation.notify("READY=1")
+
+
 def _digests(regime: Regime) -> dict[str, str]:
     return {name: policy.digest for name, policy in regime.policies.items()}
 
@@ -177,6 +209,7 @@ async def serve(config: Config, grace: float, inherited: Sequence[Listener] = ()
             raise
         log.info("metrics", address=scrapes.address)
     await server.start()
+    activation.notify("READY=1")
     log.info(
         "listening",
         listeners={listener.name: listener.address for listener in listeners},
@@ -193,9 +226,10 @@ async def serve(config: Config, grace: float, inherited: Sequence[Listener] = ()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, reloader.reload, "SIGHUP")
+    loop.add_signal_handler(signal.SIGHUP, _notified_reload, reloader)
     await stop.wait()
     watcher.cancel()
+    activation.notify("STOPPING=1")
     log.info("shutting down")
     await server.shutdown(grace)  # nested sockets are removed with the rest
     if scrapes is not None:
