@@ -180,7 +180,7 @@ async def test_operations_on_own_objects_go_to_the_full_id(
 async def test_others_objects_answer_as_missing_ones_do(
     method: str, target: str, message: str
 ) -> None:
-    body: dict[str, Any] = {} if target.endswith("/exec") else None
+    body: dict[str, Any] | None = {} if target.endswith("/exec") else None
     with pytest.raises(NotFound) as caught:
         await _fence(method, target, body)
     assert caught.value.message == message
