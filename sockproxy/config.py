@@ -42,7 +42,7 @@ import yaml
 from sockproxy.identity import Identity, group_name
 from sockproxy.limits import Limits
 from sockproxy.metrics import parse_address
-from sockproxy.yamlfile import Errors, boolean, compose, mapping, string, strings, unknown
+from sockproxy.yamlfile import Errors, boolean, closest, compose, mapping, string, unknown
 
 # A client whose connection no rule and no listener gives a policy to is
 # answered 403 on every request, naming this rule.
@@ -107,7 +107,12 @@ class Match:
         if who.subject:
             return False
         names = set(who.groups)
-        return any(g in names or (g.isdigit() and group_name(int(g)) in names) for g in self.group)
+        return any(g in names or (_number(g) and group_name(int(g)) in names) for g in self.group)
+
+
+def _number(text: str) -> bool:
+    # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
+    return text.isascii() and text.isdigit()
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +165,10 @@ def load_config(path: str) -> Config:
     """Read and validate a configuration file."""
     errors = Errors(path, "configuration")
     file = Path(path)
-    base = file.parent
+    # Absolute, so that what the file names does not depend on the working
+    # directory (nested socket paths are bound by the engine; reloads read
+    # the file by its absolute path).
+    base = Path(os.path.abspath(path)).parent
     root = compose(file, errors)
     if root is None:
         raise ConfigError(errors.items)
@@ -202,8 +210,9 @@ def load_config(path: str) -> Config:
         if not isinstance(node, yaml.SequenceNode):
             errors.add(node, "identities must be a list")
         else:
+            known = {spec.name for spec in listeners}
             for item in node.value:
-                rule = _selection(item, errors, policy_ref)
+                rule = _selection(item, errors, policy_ref, known)
                 if rule is not None:
                     identities.append(rule)
 
@@ -307,7 +316,9 @@ def _listener(
     )
 
 
-def _selection(node: yaml.Node, errors: Errors, policy_ref: _PolicyRef) -> Selection | None:
+def _selection(
+    node: yaml.Node, errors: Errors, policy_ref: _PolicyRef, listeners: set[str]
+) -> Selection | None:
     entries = mapping(node, errors, "identity")
     before = len(errors.items)
     unknown(entries, {"match", "policy", "tenant"}, errors, "identity")
@@ -320,18 +331,30 @@ def _selection(node: yaml.Node, errors: Errors, policy_ref: _PolicyRef) -> Selec
         errors.add(entries["match"][1], "match: give at least one of " + ", ".join(sorted(_MATCH)))
     values: dict[str, list[str]] = {}
     for key, (_, value) in parts.items():
-        if isinstance(value, yaml.SequenceNode):
-            values[key] = strings(value, errors, f"match.{key}")
-        elif isinstance(value, yaml.ScalarNode):
-            values[key] = [str(value.value)]
-        else:
-            errors.add(value, f"match.{key} must be a value or a list")
+        items = value.value if isinstance(value, yaml.SequenceNode) else [value]
+        if not items:  # an empty list would drop the key: the rule would match everyone
+            errors.add(value, f"match.{key}: the list is empty")
+        values[key] = []
+        for item in items:
+            # uid: 1000 and uid: [1000, 1001] alike; an empty value is a mistake
+            if isinstance(item, yaml.ScalarNode) and item.tag != "tag:yaml.org,2002:null":
+                values[key].append(str(item.value))
+            else:
+                errors.add(item, f"match.{key} must be a value or a list of values")
     uids: set[int] = set()
     for text in values.get("uid", []):
-        if text.isdigit():
+        if _number(text):
             uids.add(int(text))
         else:
             errors.add(parts["uid"][1], f"match.uid: {text!r} is not a number")
+    for name in values.get("listener", []):
+        if name not in listeners:
+            hint = closest(name, listeners)
+            errors.add(
+                parts["listener"][1],
+                f"match.listener: no listener named {name!r}"
+                + (f" (did you mean {hint!r}?)" if hint else ""),
+            )
     policy = policy_ref(entries["policy"][1], "policy")
     tenant = string(entries["tenant"][1], errors, "tenant") if "tenant" in entries else ""
     if len(errors.items) != before or policy is None:
@@ -359,9 +382,17 @@ def _limits(node: yaml.Node, errors: Errors) -> Limits:
         name = key.replace("-", "_")
         if name not in Limits.__dataclass_fields__:
             continue
-        kind = type(getattr(defaults, name))
-        try:
-            values[name] = kind(yaml.safe_load(yaml.serialize(value)))
-        except (TypeError, ValueError, yaml.YAMLError):
-            errors.add(value, f"limits.{key} must be a number")
+        # A YAML number, never a string or a bool (int(True) is 1), and no
+        # fraction where a count or size is meant (int(1.5) would be 1).
+        tags = {"tag:yaml.org,2002:int"}
+        if isinstance(getattr(defaults, name), float):
+            tags.add("tag:yaml.org,2002:float")
+        number: int | float | None = None
+        if isinstance(value, yaml.ScalarNode) and value.tag in tags:
+            number = yaml.safe_load(yaml.serialize(value))
+        if isinstance(number, int | float) and 0 < number < float("inf"):
+            values[name] = type(getattr(defaults, name))(number)
+        else:
+            kind = "a number" if len(tags) > 1 else "a whole number"
+            errors.add(value, f"limits.{key} must be {kind} greater than 0")
     return Limits(**values)

@@ -216,3 +216,205 @@ def test_flags_give_every_client_the_default_policy() -> None:
     config = Config(listeners=(), policies={"main": "p.yaml"}, default_policy="main")
     assert config.select(ALICE)[0] == "main"
     assert config.select(RUNNER)[0] == "main"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "policies: {p: p.yaml}\nlisteners:\n  - {name: local, unix: /a.sock}\n"
+            "identities:\n  - match: {listener: locl}\n    policy: p\n",
+            "5:23: match.listener: no listener named 'locl' (did you mean 'local'?)",
+        ),
+        (
+            # An empty list would drop the key, and the rule would match everyone.
+            MINIMAL + "identities:\n  - match: {group: []}\n    policy: p\n",
+            "6:20: match.group: the list is empty",
+        ),
+        (
+            MINIMAL + "identities:\n  - match: {user: }\n    policy: p\n",
+            "6:18: match.user must be a value or a list of values",
+        ),
+        (
+            MINIMAL + "identities:\n  - match: {uid: [1, {a: 2}]}\n    policy: p\n",
+            "6:22: match.uid must be a value or a list of values",
+        ),
+        (
+            MINIMAL + "identities:\n  - match: {uid: '²'}\n    policy: p\n",
+            "6:18: match.uid: '²' is not a number",  # isdigit() but not int(): no traceback
+        ),
+        (
+            MINIMAL + "identities:\n  - match: {uid: 1}\n    policy: nope\n",
+            "7:13: policy: no policy named 'nope' under 'policies'",
+        ),
+        (
+            MINIMAL + "identities:\n  - match: {uid: 1}\n    policy: p\n    tennant: x\n",
+            "8:5: identity: unknown key 'tennant' (did you mean 'tenant'?)",
+        ),
+        (
+            "listeners:\n  - unix: /a.sock\n    owner: root\n    insecure-plain-tcp: true\n",
+            "4:5: listener: unknown key 'insecure-plain-tcp'",  # only a tcp listener takes it
+        ),
+        (
+            "listeners:\n  - tcp: 1.2.3.4:1\n    tls: {cert: a, key: b, client-ca: c}\n"
+            "    owner: root\n",
+            "2:5: listener: owner and group apply to unix listeners only",
+        ),
+        (
+            "listeners:\n  - unix: /a.sock\n    mode: 0660\n",  # YAML reads 0660 as a number
+            '3:11: mode must be an octal permission mode like "0660"',
+        ),
+        ("listeners: {unix: /a.sock}\n", "1:12: listeners must be a non-empty list"),
+        ("listeners:\n  - unix: /a.sock\nidentities: {}\n", "3:13: identities must be a list"),
+        ("- a\n", "1:1: configuration must be a mapping"),
+        ("", "1:1: the configuration is empty"),
+        ("listeners: [\n", "2:1: invalid YAML"),
+    ],
+)
+def test_more_mistakes_are_refused_with_their_position(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    assert any(error.startswith(expected) for error in _errors(tmp_path, text)), _errors(
+        tmp_path, text
+    )
+
+
+@pytest.mark.parametrize(
+    ("limits", "expected"),
+    [
+        ("{max-connections: true}", "5:27: limits.max-connections must be a whole number"),
+        ("{max-connections: '10'}", "5:27: limits.max-connections must be a whole number"),
+        ("{body-bytes: 1.5}", "5:22: limits.body-bytes must be a whole number"),
+        ("{max-connections: 0}", "5:27: limits.max-connections must be a whole number"),
+        ("{head-timeout: -1}", "5:24: limits.head-timeout must be a number greater than 0"),
+        ("{idle-timeout: .nan}", "5:24: limits.idle-timeout must be a number greater than 0"),
+        ("{idle-timeout: .inf}", "5:24: limits.idle-timeout must be a number greater than 0"),
+        ("{head-timeout: [1]}", "5:24: limits.head-timeout must be a number greater than 0"),
+        ("[1]", "5:9: limits must be a mapping"),
+    ],
+)
+def test_limits_are_positive_numbers_never_strings_or_booleans(
+    tmp_path: Path, limits: str, expected: str
+) -> None:
+    assert expected in " ".join(_errors(tmp_path, MINIMAL + f"limits: {limits}\n"))
+
+
+def test_limits_take_integers_where_counts_are_meant_and_numbers_for_times(
+    tmp_path: Path,
+) -> None:
+    config = _load(tmp_path, MINIMAL + "limits: {body-bytes: 1024, idle-timeout: 5}\n")
+    assert config.limits.body_bytes == 1024
+    assert config.limits.idle_timeout == 5.0
+    assert isinstance(config.limits.idle_timeout, float)
+
+
+def test_a_uid_may_be_a_list_of_numbers(tmp_path: Path) -> None:
+    config = _load(
+        tmp_path,
+        MINIMAL + "identities:\n  - match: {uid: [1001, 1002], user: root}\n    policy: p\n",
+    )
+    assert config.identities[0].match.uid == frozenset({1001, 1002})
+    assert config.identities[0].match.user == frozenset({"root"})
+
+
+def test_a_relative_configuration_path_gives_absolute_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the file names must not depend on the working directory: the
+    engine binds nested sockets by path, and reloads read the file by its
+    absolute path."""
+    (tmp_path / "sockproxy.yaml").write_text(
+        "policies: {p: p.yaml}\nlisteners:\n  - unix: docker.sock\n    policy: p\n"
+        "  - tcp: 127.0.0.1:1\n    tls: {cert: c.pem, key: k.pem, client-ca: ca.pem}\n"
+        "nested-sockets: nested\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    config = load_config("sockproxy.yaml")
+    assert config.listeners[0].address == str(tmp_path / "docker.sock")
+    assert config.listeners[0].name == str(tmp_path / "docker.sock")
+    assert config.listeners[1].tls is not None
+    assert config.listeners[1].tls.cert == str(tmp_path / "c.pem")
+    assert config.policies["p"] == str(tmp_path / "p.yaml")
+    assert config.nested_dir == str(tmp_path / "nested")
+    assert config.source == str(tmp_path / "sockproxy.yaml")
+
+
+def test_a_listener_without_a_name_is_named_by_its_address(tmp_path: Path) -> None:
+    config = _load(tmp_path, MINIMAL + "identities:\n  - match: {listener: /run/x.sock}\n"
+                   "    policy: p\n")  # fmt: skip
+    assert config.listeners[0].name == "/run/x.sock"
+    assert config.identities[0].match.listener == frozenset({"/run/x.sock"})
+
+
+def test_systemd_listeners_are_named_by_their_file_descriptor_name(tmp_path: Path) -> None:
+    config = _load(tmp_path, "listeners:\n  - systemd: sockproxy.socket\n")
+    assert (config.listeners[0].kind, config.listeners[0].name) == ("systemd", "sockproxy.socket")
+
+
+CI = Identity("local", uid=1002, gid=1002, user="ci", groups=("ci",))
+
+
+@pytest.mark.parametrize(
+    ("match", "who", "matches"),
+    [
+        # A list matches any of its values.
+        (Match(uid=frozenset({1001, 1002})), ALICE, True),
+        (Match(uid=frozenset({1001, 1002})), CI, True),
+        (Match(user=frozenset({"bob", "ci"})), ALICE, False),
+        (Match(group=frozenset({"ops", "ci"})), ALICE, True),
+        (Match(process=("cron", "dock*")), Identity("local", process="docker"), True),
+        (Match(subject=("CN=a", "CN=runner-*")), RUNNER, True),
+        # Every key must match.
+        (Match(uid=frozenset({1001}), listener=frozenset({"local"})), ALICE, True),
+        (Match(uid=frozenset({1001}), listener=frozenset({"remote"})), ALICE, False),
+        (Match(group=frozenset({"ci"}), user=frozenset({"ci"})), ALICE, False),
+        # uid, user and group never match a TLS identity, whatever else it holds.
+        (Match(uid=frozenset({1001})), Identity("remote", uid=1001, subject="CN=x"), False),
+        (Match(user=frozenset({"alice"})), Identity("remote", user="alice", subject="CN=x"), False),
+        (Match(group=frozenset({"ci"})), Identity("remote", groups=("ci",), subject="CN=x"), False),
+        # subject never matches a Unix identity, even with a catch-all glob.
+        (Match(subject=("*",)), ALICE, False),
+        (Match(subject=("CN=runner-*",)), Identity("remote", subject="CN=runner-1,O=x"), True),
+        (Match(subject=("CN=runner-?",)), Identity("remote", subject="CN=runner-10"), False),
+        (Match(subject=("cn=runner-*",)), RUNNER, False),  # case matters
+        # A gid in the rule matches the group's name in the kernel's list.
+        (Match(group=frozenset({"0"})), ROOT, True),
+        (Match(group=frozenset({"0"})), ALICE, False),
+    ],
+)
+def test_match_decision_table(match: Match, who: Identity, matches: bool) -> None:
+    assert match.matches(who) is matches
+
+
+@pytest.mark.parametrize(
+    ("listener_policy", "default_policy", "expected"),
+    [
+        ("fallback", "default", "fallback"),  # the listener's policy first
+        (None, "default", "default"),  # then the default (flags)
+        (None, None, None),  # then none: every request refused
+    ],
+)
+def test_without_a_matching_rule_the_listener_then_the_default_decides(
+    listener_policy: str | None, default_policy: str | None, expected: str | None
+) -> None:
+    config = Config(
+        listeners=(ListenerSpec("local", "unix", "/run/a.sock", policy=listener_policy),),
+        policies={},
+        identities=(Selection(Match(uid=frozenset({0})), "root-only"),),
+        default_policy=default_policy,
+    )
+    assert config.select(ALICE)[0] == expected
+    assert config.select(ROOT)[0] == "root-only"
+
+
+def test_only_the_rule_that_matched_sets_the_tenant() -> None:
+    config = _config(
+        Selection(Match(subject=("CN=runner-*",)), "ci", tenant="runners"),
+        Selection(Match(uid=frozenset({1001})), "own"),
+    )
+    name, who = config.select(RUNNER)
+    assert (name, who.tenant, who.owner) == ("ci", "runners", "runners")
+    assert who.subject == RUNNER.subject  # the rest of the identity is kept
+    name, who = config.select(ALICE)
+    assert (name, who.owner) == ("own", "uid:1001")
+    assert config.select(Identity("remote", subject="CN=other"))[1].owner == "cert:CN=other"
