@@ -88,14 +88,32 @@ def from_certificate(cert: dict[str, object] | None, listener: str) -> Identity:
 
 def certificate_subject(cert: dict[str, object]) -> str:
     """``ssl.SSLSocket.getpeercert()``'s subject as ``CN=...,O=...`` (most
-    specific first, the way openssl and Docker print it)."""
-    parts: list[str] = []
+    specific first, the way openssl and Docker print it).
+
+    Values are escaped as RFC 4514 says (``openssl -nameopt RFC2253``): the
+    subject names a tenant, so a certificate whose CN is ``a,O=b`` must not
+    read the same as one with CN ``a`` and O ``b``.
+    """
+    rdns: list[str] = []
     subject = cert.get("subject", ())
     assert isinstance(subject, tuple)
     for rdn in reversed(subject):
-        for key, value in rdn:
-            parts.append(f"{_ATTRIBUTE_NAMES.get(key, key)}={value}")
-    return ",".join(parts)
+        rdns.append(
+            "+".join(f"{_ATTRIBUTE_NAMES.get(key, key)}={_escape(value)}" for key, value in rdn)
+        )
+    return ",".join(rdns)
+
+
+def _escape(value: str) -> str:
+    chars = [f"\\{c}" if c in _SPECIAL else "\\00" if c == "\0" else c for c in value]
+    if chars and value[0] in "# ":
+        chars[0] = f"\\{value[0]}"
+    if chars and value[-1] == " ":
+        chars[-1] = "\\ "
+    return "".join(chars)
+
+
+_SPECIAL = frozenset('"+,;<>\\')
 
 
 _ATTRIBUTE_NAMES = {
