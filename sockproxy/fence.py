@@ -6,31 +6,37 @@ the label ``sockproxy.owner=<owner>`` (whatever the client sent for that
 label is overwritten); execs belong to their container's owner. Then:
 
 * listings, prunes and ``events`` carry a label filter for the owner, added
-  to the client's own filters (the engines AND label filters);
+  to the client's own filters (the engines AND label filters; Podman ORs
+  those of ``events``, so there the client may give none);
 * an operation on one object (inspect, logs, exec, attach, archive, stop,
   rm, connect ...) first asks the engine for the object *now* and answers
   404, exactly as for a missing object, unless the owner label matches; the
   request is then forwarded naming the object's full ID, so that a rename
   or a removal between the check and the engine's lookup can't redirect it
   to someone else's object;
-* a create may only refer to the owner's objects (``VolumesFrom``, joining a
-  container's namespaces, links, networks, named volumes); a named volume
-  that does not exist yet is created, labelled, before the container;
-* images are shared; any other operation is refused under isolation (403,
-  rule ``isolation``), and so is the libpod API beyond the shared sections.
+* a create (and a legacy start body, a HostConfig) may only refer to the
+  owner's objects (``VolumesFrom``, joining a container's namespaces, links,
+  networks, named volumes); a named volume that does not exist yet is
+  created, labelled, before the container;
+* images are shared (a commit reads an owned container; a build may not
+  join a container's network); any other operation is refused under
+  isolation (403, rule ``isolation``), and so is the libpod API beyond the
+  shared sections.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Coroutine
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qsl, quote
 
 from sockproxy import jsonread
 from sockproxy.errors import ProxyError
 from sockproxy.jsonread import JsonObject, JsonValue
 from sockproxy.lookup import EngineClient, LookupFailed
-from sockproxy.model import NamespaceMode, Request
+from sockproxy.model import Mount, NamespaceMode, Request
+from sockproxy.normalize.query import Query
 from sockproxy.routes import Api, Route
 
 OWNER_LABEL = "sockproxy.owner"
@@ -96,7 +102,18 @@ def applies(route: Route) -> bool:
     """Does isolation have anything to do for this request?"""
     if route.operation == "image.commit":  # an image from a container's files
         return True
+    if route.operation == "build.image":
+        # Docker's classic builder runs RUN steps in the networkmode given:
+        # container:NAME joins that container's network namespace.
+        return _joins_container(route.query)
     return route.operation not in SHARED and route.section not in SHARED_SECTIONS
+
+
+def _joins_container(query: str) -> bool:
+    return any(
+        key.lower() == "networkmode" and value.lower().startswith("container:")
+        for key, value in parse_qsl(query, keep_blank_values=True)
+    )
 
 
 async def fence(
@@ -112,12 +129,20 @@ async def fence(
         )
     objects = _Objects(engine, owner)
     if operation == "image.commit":
-        committed = _first(route.query, "container")
+        # Podman reads "Container" as "container" too, and a repeated one's
+        # last value: Query refuses both doubts before the lookup.
+        committed = Query(route.query).get("container") or ""
         full = await objects.container(committed)
         query = _replaced(route.query, "container", full)
         return Fenced(target=_target(route, route.path, query), object_id=full)
+    if operation == "build.image":
+        raise Unavailable(
+            "sockproxy: a build joining a container's network namespace is not available "
+            f"to isolated clients (rule {RULE})"
+        )
     if operation in FILTERED:
-        return Fenced(target=_target(route, route.path, _filtered_query(route.query, owner)))
+        query = _filtered_query(route.query, owner, own_labels=operation != "system.events")
+        return Fenced(target=_target(route, route.path, query))
     if operation == "container.create":
         return Fenced(body=await _container_create(objects, request, body))
     if operation in ("volume.create", "network.create"):
@@ -148,6 +173,9 @@ async def fence(
             await objects.container(container)
         return Fenced(target=_target(route, _with_id(route, name, full), route.query))
     full = await objects.container(name)
+    if operation == "container.start" and request.containers:
+        # Below API 1.24 a start body is a HostConfig, and Docker applies it.
+        await _references(objects, request, JsonObject(()), _top(body))
     return Fenced(target=_target(route, _with_id(route, name, full), route.query), object_id=full)
 
 
@@ -170,6 +198,10 @@ class _Objects:
 
     def _owned(self, labels: object) -> bool:
         return isinstance(labels, dict) and labels.get(OWNER_LABEL) == self.owner
+
+    def _engines(self, labels: object) -> bool:
+        """Made by the engine itself, not through sockproxy: no owner label."""
+        return not (isinstance(labels, dict) and OWNER_LABEL in labels)
 
     async def container(self, name: str) -> str:
         data = await self._get("container", f"/containers/{quote(name, safe='')}/json", name)
@@ -201,11 +233,19 @@ class _Objects:
     async def network(self, name: str, *, shared_ok: bool) -> str:
         data = await self._get("network", f"/networks/{quote(name, safe='')}", name)
         network = str(data.field("Name") or "")
-        if not self._owned(data.field("Labels")) and not (
-            shared_ok and network in PREDEFINED_NETWORKS
-        ):
+        labels = data.field("Labels")
+        # A predefined name is shared only when the engine made that network:
+        # "podman" is an ordinary name on Docker, and so is "bridge" on Podman.
+        shared = shared_ok and network in PREDEFINED_NETWORKS and self._engines(labels)
+        if not self._owned(labels) and not shared:
             raise NotFound(_NOT_FOUND["network"].format(name))
         return str(data.field("Id") or name)
+
+    async def network_mode(self, name: str) -> None:
+        """A predefined name in a create: a mode word only (Docker's "default"
+        is no network), or a network that must be the engine's or the owner's."""
+        if await self.engine.get_json(f"{_API}/networks/{quote(name, safe='')}") is not None:
+            await self.network(name, shared_ok=True)
 
 
 async def _container_create(objects: _Objects, request: Request, body: bytes | None) -> bytes:
@@ -213,7 +253,15 @@ async def _container_create(objects: _Objects, request: Request, body: bytes | N
     top = _top(body)
     host = top.field("HostConfig")
     host = host if isinstance(host, JsonObject) else JsonObject(())
-    checks: list[Awaitable[object]] = []
+    await _references(objects, request, top, host)
+    return _labelled(body, objects.owner)
+
+
+async def _references(
+    objects: _Objects, request: Request, top: JsonObject, host: JsonObject
+) -> None:
+    """Every object the containers refer to must be the owner's."""
+    checks: list[Coroutine[Any, Any, object]] = []
     for spec in request.containers:
         for ref in spec.volumes_from:
             checks.append(objects.container(ref.split(":", 1)[0]))
@@ -222,30 +270,40 @@ async def _container_create(objects: _Objects, request: Request, body: bytes | N
                 checks.append(objects.container(namespace.target))
         for mount in spec.mounts:
             if mount.kind == "volume" and mount.source:
-                checks.append(_named_volume(objects, mount.source))
+                checks.append(_named_volume(objects, mount))
     for link in _strings(host, "Links"):
         checks.append(objects.container(link.split(":", 1)[0].lstrip("/")))
     for network in _networks(top, host):
-        checks.append(objects.network(network, shared_ok=True))
-    for check in checks:
-        try:
+        if network in PREDEFINED_NETWORKS:
+            checks.append(objects.network_mode(network))
+        else:
+            checks.append(objects.network(network, shared_ok=True))
+    try:
+        for check in checks:
             await check
-        except NotFound as exc:
-            # 403, not 404: the Docker CLI reads a 404 from create as a missing
-            # image and tries to pull it. Missing and not owned read the same.
-            raise Unavailable(f"sockproxy: {exc.message} (rule {RULE})") from None
-    return _labelled(body, objects.owner)
+    except NotFound as exc:
+        # 403, not 404: the Docker CLI reads a 404 from create as a missing
+        # image and tries to pull it. Missing and not owned read the same.
+        raise Unavailable(f"sockproxy: {exc.message} (rule {RULE})") from None
+    finally:
+        for check in checks:
+            check.close()  # those never awaited after a refusal (no "never awaited" warning)
 
 
-async def _named_volume(objects: _Objects, name: str) -> None:
+async def _named_volume(objects: _Objects, mount: Mount) -> None:
     """A named volume must be the owner's; one that doesn't exist yet is
-    created now, labelled (the engine would create it unlabelled)."""
+    created now, labelled (the engine would create it unlabelled), with the
+    driver and options the mount gives (the engine would have used them)."""
+    name = mount.source
     if await objects.volume_exists(name):
         await objects.volume(name)  # someone else's: NotFound
         return
-    created = await objects.engine.post_json(
-        f"{_API}/volumes/create", {"Name": name, "Labels": {OWNER_LABEL: objects.owner}}
-    )
+    create: dict[str, object] = {"Name": name, "Labels": {OWNER_LABEL: objects.owner}}
+    if mount.volume_driver:
+        create["Driver"] = mount.volume_driver
+    if mount.volume_options:
+        create["DriverOpts"] = dict(mount.volume_options)
+    created = await objects.engine.post_json(f"{_API}/volumes/create", create)
     if created is None:
         raise LookupFailed(f"sockproxy: could not create the volume {name}")
     await objects.volume(name)  # created by someone else in between: NotFound
@@ -266,14 +324,14 @@ def _networks(top: JsonObject, host: JsonObject) -> list[str]:
     """User-defined networks a create attaches to (NetworkMode and EndpointsConfig)."""
     names: list[str] = []
     mode = _text(host, "NetworkMode")
-    if mode and ":" not in mode and mode not in PREDEFINED_NETWORKS:
+    if mode and ":" not in mode:
         names.append(mode)
     networking = top.field("NetworkingConfig")
     if isinstance(networking, JsonObject):
         endpoints = networking.field("EndpointsConfig")
         if isinstance(endpoints, JsonObject):
-            names.extend(key for key, _ in endpoints.entries() if key not in PREDEFINED_NETWORKS)
-    return names
+            names.extend(key for key, _ in endpoints.entries())
+    return list(dict.fromkeys(names))
 
 
 def _labelled(body: bytes | None, owner: str) -> bytes:
@@ -316,12 +374,15 @@ def _target(route: Route, path: str, query: str) -> str:
     return f"{version}{path}" + (f"?{query}" if query else "")
 
 
-def _filtered_query(query: str, owner: str) -> str:
+def _filtered_query(query: str, owner: str, *, own_labels: bool = True) -> str:
     """The query with the owner's label filter added to the client's filters.
 
     Go reads ``r.Form.Get("filters")``: the first value; the rest are dropped
     here so nothing else could be read. Both of Docker's filter encodings
     (``{"label": ["a=b"]}`` and ``{"label": {"a=b": true}}``) are accepted.
+    Without ``own_labels`` the client's label filters are refused: Podman
+    ORs the label filters of ``events`` (libpod/events/filters.go
+    ``applyFilters``), where one more label would widen what is shown.
     """
     pairs = parse_qsl(query, keep_blank_values=True)
     given = next((value for key, value in pairs if key == "filters"), "")
@@ -340,6 +401,11 @@ def _filtered_query(query: str, owner: str) -> str:
                 filters[key] = [k for k, v in value.entries() if v is True]
             else:
                 raise jsonread.InvalidBody(f"invalid filters parameter: {key}")
+    if filters.get("label") and not own_labels:
+        raise Unavailable(
+            "sockproxy: label filters on events are not available to isolated clients "
+            f"(rule {RULE})"
+        )
     filters.setdefault("label", []).append(f"{OWNER_LABEL}={owner}")
     kept = "&".join(part for part in query.split("&") if part and not _is_filters(part))
     encoded = jsonread.encode(JsonObject(tuple((k, list(v)) for k, v in filters.items())))
@@ -353,13 +419,6 @@ def _is_filters(part: str) -> bool:
 def _key(part: str) -> str:
     pairs = parse_qsl(part, keep_blank_values=True)
     return pairs[0][0] if pairs else ""
-
-
-def _first(query: str, name: str) -> str:
-    """The first value of a query parameter, as Go's r.Form.Get reads it."""
-    return next(
-        (value for key, value in parse_qsl(query, keep_blank_values=True) if key == name), ""
-    )
 
 
 def _replaced(query: str, name: str, value: str) -> str:
