@@ -161,7 +161,10 @@ class NestedSockets:
 
     def socket_for(self, identity: Identity, policy_key: str) -> str:
         """The nested socket for this client and policy (opened on first use)."""
-        key = f"{identity.owner}\0{identity.listener}\0{policy_key}"
+        # The socket acts as its creator: clients sharing a tenant are still
+        # different users (uid or subject), audited as themselves.
+        who = identity.subject or identity.uid
+        key = f"{identity.owner}\0{who}\0{identity.listener}\0{policy_key}"
         name = hashlib.sha256(key.encode()).hexdigest()[:24]
         path = os.path.join(self.directory, f"{name}.sock")
         listener = self._open.get(path)

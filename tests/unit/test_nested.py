@@ -139,3 +139,158 @@ def test_one_nested_socket_per_client_and_policy(tmp_path: Path) -> None:
     finally:
         for listener in served:
             remove_listener(listener)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "/run/user/4242/podman/podman.sock",  # nobody's there: asked for all the same
+        "/var/run/user/4242/podman/podman.sock",
+        "/run/user/4242/docker.sock",
+        "/var/run/podman/podman.sock",
+        "//var//run/./docker.sock",
+    ],
+)
+def test_conventional_engine_socket_paths_count_whether_or_not_they_exist(source: str) -> None:
+    assert nested.engine_socket_binds(_binds(f"{source}:/s"), Context())
+
+
+@pytest.mark.parametrize(
+    "mount",
+    [
+        {"Type": "volume", "Source": "docker.sock", "Target": "/s"},  # a named volume
+        {"Type": "tmpfs", "Target": "/var/run"},
+        {
+            "Type": "bind",
+            "Source": "/run/containerd/containerd.sock",
+            "Target": "/s",
+        },  # not Docker's API
+    ],
+)
+def test_other_mounts_do_not_ask_for_the_engine(mount: dict[str, Any]) -> None:
+    request = _request({"Image": "x", "HostConfig": {"Mounts": [mount]}})
+    assert not nested.engine_socket_binds(request, Context())
+
+
+def test_a_symlink_to_the_engine_socket_asks_for_it(tmp_path: Path) -> None:
+    link = tmp_path / "engine"
+    link.symlink_to("/var/run/docker.sock")  # whether or not it exists here
+    assert nested.engine_socket_binds(_binds(f"{link}:/s"), Context())
+
+
+def test_own_sockets_count_only_as_the_socket_files_themselves(tmp_path: Path) -> None:
+    path = tmp_path / "proxy.sock"
+    regular = tmp_path / "upstream.sock"
+    regular.write_text("not a socket")
+    context = Context(own_sockets=(str(path), str(regular), str(tmp_path)))
+    link = tmp_path / "via-link"
+    link.symlink_to(path)
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(path))
+        assert nested.engine_socket_binds(_binds(f"{path}:/s"), context)
+        assert nested.engine_socket_binds(_binds(f"{link}:/s"), context)  # resolved as mounted
+        assert not nested.engine_socket_binds(_binds(f"{tmp_path}:/s"), context)  # its directory
+        assert not nested.engine_socket_binds(_binds(f"{regular}:/s"), context)  # a file
+
+
+def test_only_the_guarded_binds_leave_the_request_the_policy_decides() -> None:
+    request = _request(
+        {
+            "Image": "x",
+            "HostConfig": {
+                "Binds": ["/srv/a:/a", "/run/docker.sock:/d", "vol:/v"],
+                "Mounts": [{"Type": "bind", "Source": "/var/run/docker.sock", "Target": "/e"}],
+                "Privileged": True,
+            },
+        }
+    )
+    guarded = nested.engine_socket_binds(request, Context())
+    assert [m.origin for m in guarded] == ["HostConfig.Binds[1]", "HostConfig.Mounts[0]"]
+    decided = nested.without(request, guarded)
+    assert [m.source for m in decided.containers[0].mounts] == ["/srv/a", "vol"]
+    assert decided.containers[0].privileged  # everything else is still decided
+    assert nested.without(request, ()) == request
+
+
+def test_every_guarded_bind_of_a_body_is_rewritten() -> None:
+    body = {
+        "Image": "x",
+        "HostConfig": {
+            "Binds": ["/srv:/srv", "/var/run/docker.sock:/var/run/docker.sock"],
+            "Mounts": [
+                {"Type": "bind", "source": "/run/docker.sock", "Target": "/d", "ReadOnly": True}
+            ],
+        },
+    }
+    guarded = nested.engine_socket_binds(_request(body), Context())
+    rewritten = json.loads(nested.rewrite(json.dumps(body).encode(), guarded, NESTED))
+    assert rewritten["HostConfig"]["Binds"] == ["/srv:/srv", f"{NESTED}:/var/run/docker.sock"]
+    assert rewritten["HostConfig"]["Mounts"] == [  # the client's "source" spelling kept
+        {"Type": "bind", "source": NESTED, "Target": "/d", "ReadOnly": True}
+    ]
+
+
+def test_a_legacy_start_body_is_not_rewritten_but_refused() -> None:
+    request = _request({"Binds": ["/var/run/docker.sock:/s"]}, "/v1.23/containers/x/start")
+    guarded = nested.engine_socket_binds(request, Context())
+    assert [m.origin for m in guarded] == ["Binds[0]"]
+    with pytest.raises(nested.CannotRewrite) as caught:
+        nested.rewrite(b'{"Binds": ["/var/run/docker.sock:/s"]}', guarded, NESTED)
+    assert caught.value.status == 403
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"HostConfig": {"Binds": []}},  # the bind is no longer where it was
+        {"HostConfig": {"Binds": ["/elsewhere:/s"]}},  # something else in its place
+        {"HostConfig": {}},
+        {},
+    ],
+)
+def test_a_body_that_does_not_hold_the_bind_where_it_was_is_refused(body: dict[str, Any]) -> None:
+    (mount,) = nested.engine_socket_binds(_binds("/var/run/docker.sock:/s"), Context())
+    with pytest.raises(nested.CannotRewrite):
+        nested.rewrite(json.dumps(body).encode(), (mount,), NESTED)
+
+
+def test_clients_sharing_a_tenant_get_sockets_of_their_own(tmp_path: Path) -> None:
+    """A nested socket acts as the client that created it: two users in one
+    tenant are audited as themselves, not as whoever came first."""
+    served: list[Listener] = []
+    sockets = nested.NestedSockets(str(tmp_path / "n"), served.append)
+    alice = Identity("local", uid=1001, user="alice", tenant="ci")
+    carol = Identity("local", uid=1003, user="carol", tenant="ci")
+    runner = Identity("remote", subject="CN=runner-1", tenant="ci")
+    try:
+        paths = {sockets.socket_for(who, "tenant") for who in (alice, carol, runner)}
+        assert len(paths) == 3
+        assert [listener.fixed.identity for listener in served if listener.fixed] == [
+            alice,
+            carol,
+            runner,
+        ]
+        # The same user from another process (another pid) is the same client.
+        again = Identity("local", uid=1001, pid=77, user="alice", process="sh", tenant="ci")
+        assert sockets.socket_for(again, "tenant") in paths
+        assert sockets.socket_for(Identity("other", uid=1001, tenant="ci"), "tenant") not in paths
+        assert all(served_one.name.endswith("/nested") for served_one in served)
+    finally:
+        for listener in served:
+            remove_listener(listener)
+
+
+def test_issued_knows_only_its_own_sockets(tmp_path: Path) -> None:
+    served: list[Listener] = []
+    sockets = nested.NestedSockets(str(tmp_path / "n"), served.append)
+    try:
+        path = sockets.socket_for(Identity("local", uid=1), "tenant")
+        link = tmp_path / "link.sock"
+        link.symlink_to(path)
+        assert sockets.issued(path)
+        assert sockets.issued(str(link))  # resolved as the engine would mount it
+        assert not sockets.issued(str(tmp_path / "n"))
+        assert not sockets.issued("/var/run/docker.sock")
+    finally:
+        for listener in served:
+            remove_listener(listener)
