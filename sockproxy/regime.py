@@ -73,11 +73,13 @@ def build_regime(config: Config, context: Context, generation: int = 0) -> Regim
             policies[name] = load_policy(path, context)
         except PolicyError as exc:
             errors.extend(exc.errors)
-    for policy in list(policies.values()):
-        nested = policy.nested_policy
+    pending = list(policies.values())
+    while pending:  # a nested policy may name a stricter one for its own nested sockets
+        nested = pending.pop().nested_policy
         if nested is not None and nested != SAME and nested not in policies:
             try:
                 policies[nested] = load_policy(nested, context)
+                pending.append(policies[nested])
             except PolicyError as exc:
                 errors.extend(exc.errors)
     if errors:

@@ -64,3 +64,33 @@ def test_the_builtin_permissive_policy_has_no_file() -> None:
     regime = build_regime(_config({"tenant": BUILTIN_PERMISSIVE}), Context())
     assert regime.policies["tenant"].source is None
     assert regime.files == ()
+
+
+def test_a_nested_policy_may_name_a_stricter_one_for_its_own_nested_sockets(
+    tmp_path: Path,
+) -> None:
+    """A container started from a nested socket may be given one in turn:
+    every policy down the chain is loaded (and watched), not just the first."""
+    (tmp_path / "strictest.yaml").write_text(f"name: strictest\nextends: {DEFAULT}\n")
+    (tmp_path / "strict.yaml").write_text(
+        f"name: strict\nextends: {DEFAULT}\nnested-socket: strictest.yaml\n"
+    )
+    (tmp_path / "tenant.yaml").write_text(
+        f"name: tenant\nextends: {DEFAULT}\nnested-socket: strict.yaml\n"
+    )
+    regime = build_regime(_config({"tenant": str(tmp_path / "tenant.yaml")}), Context())
+    first = regime.nested(regime.policies["tenant"])
+    assert first is not None
+    second = regime.nested(first[1])
+    assert second is not None
+    assert second[1].name == "strictest"
+    assert str(tmp_path / "strictest.yaml") in regime.files
+
+
+def test_an_error_in_a_nested_policy_down_the_chain_is_reported(tmp_path: Path) -> None:
+    (tmp_path / "strictest.yaml").write_text("allow: {sections: [nope]}\n")
+    (tmp_path / "strict.yaml").write_text(f"extends: {DEFAULT}\nnested-socket: strictest.yaml\n")
+    (tmp_path / "tenant.yaml").write_text(f"extends: {DEFAULT}\nnested-socket: strict.yaml\n")
+    with pytest.raises(PolicyError) as caught:
+        build_regime(_config({"tenant": str(tmp_path / "tenant.yaml")}), Context())
+    assert any("strictest.yaml:1:" in error for error in caught.value.errors)
