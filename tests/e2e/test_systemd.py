@@ -10,6 +10,7 @@ import grp
 import os
 import pwd
 import re
+import select
 import shutil
 import signal
 import socket
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -107,6 +109,25 @@ def test_the_service_is_hardened(tmp_path: Path) -> None:
         assert setting in text
 
 
+def test_the_user_service_is_hardened(tmp_path: Path) -> None:
+    """The user unit's exposure score: 1.4 when written; never above 2.0. PrivateUsers=
+    is what lets a user manager apply the rest (the test under systemd below shows it)."""
+    runtime = tmp_path / "runtime"
+    runtime.mkdir(mode=0o700)
+    (unit,) = _installed_copy(tmp_path, [UNITS / "user" / "sockproxy.service"])
+    res = subprocess.run(
+        ["systemd-analyze", "--user", "security", "--offline=yes", unit],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "XDG_RUNTIME_DIR": str(runtime)},
+    )
+    found = re.search(r"Overall exposure level for \S+: ([0-9.]+)", res.stdout)
+    assert found, describe(res)
+    assert float(found.group(1)) <= 2.0, describe(res)
+    assert "PrivateUsers=yes\n" in (UNITS / "user" / "sockproxy.service").read_text()
+
+
 class Activated:
     """`sockproxy serve` started by systemd-socket-activate on a socket it made."""
 
@@ -185,33 +206,39 @@ def test_socket_activation_serves_the_docker_cli_under_policy(
 # --------------------------------------------------------------------------- under systemd
 #
 # No systemd runs as PID 1 on the test machines, and a system manager refuses to
-# start anywhere else. A manager in user mode started as root applies the same
-# execution sandbox (User=, SupplementaryGroups=, seccomp, capability sets, mount
-# namespaces, MemoryDenyWriteExecute=), so the shipped system units run under one,
-# fenced in so that it sees and touches nothing of the machine's own:
+# start anywhere else. A manager in user mode applies the same execution sandbox
+# (User=, SupplementaryGroups=, seccomp, capability sets, mount namespaces,
+# MemoryDenyWriteExecute=): started as root it runs the shipped system units, started
+# as an unprivileged user the user units. Either is fenced in so that it sees and
+# touches nothing of the machine's own:
 #
-# * a cgroup of its own, entered before a cgroup namespace whose cgroup2 mount is
-#   all the manager sees (at the root of a hybrid or legacy hierarchy a manager
-#   would move every process on the machine into its init.scope);
-# * a private mount namespace whose /run is a test directory (so RuntimeDirectory=
-#   resolves to $XDG_RUNTIME_DIR/sockproxy = /run/sockproxy as under PID 1), with
-#   the engine's socket bind-mounted on /run/docker.sock, the shipped upstream, and
-#   a file on /dev/kmsg for the manager's own log.
+# * a cgroup of its own (delegated to the user), entered before a cgroup namespace
+#   whose cgroup2 mount is all the manager sees (at the root of a hybrid or legacy
+#   hierarchy a manager would move every process on the machine into its init.scope);
+# * a private mount namespace whose /run is a test directory (for root,
+#   RuntimeDirectory= resolves to $XDG_RUNTIME_DIR/sockproxy = /run/sockproxy as
+#   under PID 1), with the engine's socket bind-mounted where the units expect it,
+#   and a FIFO on /dev/kmsg for the manager's own log.
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 SYSTEMD = "/lib/systemd/systemd"
-# Run by `sh -e` under unshare: $0 the test's /run, $1 the engine socket, $2 the log,
-# $3 systemd, $4 and $5 the test's own mount and cgroup namespaces, which these mounts
-# must never reach. /run/systemd/system is how a manager knows that systemd booted.
+DEVELOPER = "sockproxy-e2e"  # the workstation user of the user units
+# Run by `sh -e` under unshare: $0 the test's /run, $1 the engine socket, $2 where the
+# units expect it, $3 the FIFO for the manager's log, $4 and $5 the test's own mount
+# and cgroup namespaces, which these mounts must never reach, then the manager's
+# command line. /run/systemd/system is how a manager knows that systemd booted;
+# /run/systemd/unit-root, which PID 1 would have made, is where services' mount
+# namespaces are assembled (a user manager can't create it).
 BOOT = """
 if [ "$(readlink /proc/self/ns/mnt)" = "$4" ] || [ "$(readlink /proc/self/ns/cgroup)" = "$5" ]
 then echo "boot: not in private namespaces" >&2; exit 1; fi
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
 mount --bind "$0" /run
-mount --bind "$1" /run/docker.sock
-mount --bind "$2" /dev/kmsg
-mkdir -p /run/systemd/system
-exec "$3" --user --unit=sockproxy-test.target --log-target=kmsg
+mount --bind "$1" "$2"
+mount --bind "$3" /dev/kmsg
+mkdir -p /run/systemd/system /run/systemd/unit-root
+shift 5
+exec "$@"
 """
 
 
@@ -237,11 +264,16 @@ def _system_venv(run: Path) -> None:
     Path(purelib, "sockproxy-checkout.pth").write_text(
         f"import site; site.addsitedir({checkout!r})\n"
     )
-    script = venv / "bin" / "sockproxy"
-    script.write_text(
+    _script(venv / "bin" / "sockproxy")
+
+
+def _script(path: Path) -> None:
+    """A sockproxy command running /run/venv's Python."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
         "#!/run/venv/bin/python\nimport sys\nfrom sockproxy.cli import main\nsys.exit(main())\n"
     )
-    script.chmod(0o755)
+    path.chmod(0o755)
 
 
 def _own_cgroup(prefix: str) -> Path:
@@ -276,17 +308,27 @@ def _remove_cgroup(cgroup: Path) -> None:
 
 
 class Manager:
-    """A systemd manager (user mode, run as root), fenced in as described above."""
+    """A systemd manager in user mode, fenced in as described above."""
 
-    def __init__(self, run: Path, proc: subprocess.Popen[bytes], log: Path) -> None:
+    def __init__(
+        self,
+        run: Path,
+        runtime: Path,
+        proc: subprocess.Popen[bytes],
+        log: Path,
+        as_user: list[str],
+    ) -> None:
         self.run = run  # the namespace's /run, seen from here
+        self.runtime = runtime  # its $XDG_RUNTIME_DIR, seen from here
         self.proc = proc
         self.log = log
+        self.service_log = runtime / "sockproxy.log"  # the log drop-in's
+        self.as_user = as_user  # a user manager answers its own user only
 
     def systemctl(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            ["systemctl", "--user", "--no-pager", *args],
-            env={**os.environ, "XDG_RUNTIME_DIR": str(self.run)},
+            [*self.as_user, "systemctl", "--user", "--no-pager", *args],
+            env={**os.environ, "XDG_RUNTIME_DIR": str(self.runtime)},
             capture_output=True,
             text=True,
             timeout=60,
@@ -299,10 +341,10 @@ class Manager:
         return res.stdout.strip()
 
     def logs(self) -> str:
-        service = self.run / "sockproxy.log"
         parts = [f"--- manager ---\n{self.log.read_text(errors='replace')[-4000:]}"]
-        if service.exists():
-            parts.append(f"--- sockproxy ---\n{service.read_text(errors='replace')[-4000:]}")
+        if self.service_log.exists():
+            text = self.service_log.read_text(errors="replace")
+            parts.append(f"--- sockproxy ---\n{text[-4000:]}")
         return "\n".join(parts)
 
 
@@ -320,48 +362,83 @@ def _group_access(path: str, group: str) -> Iterator[None]:
             os.chmod(path, before.st_mode & 0o777)
 
 
-@pytest.fixture
-def manager(engine: engines.Engine) -> Iterator[Manager]:
-    """The shipped system units, loaded by a real systemd in front of `engine`.
+class _Kmsg:
+    """The manager's /dev/kmsg: a FIFO copied in order into its log by a thread (each
+    process opens /dev/kmsg anew, without O_APPEND: a plain file would be overwritten)."""
 
-    Changed from the shipped files: ExecStart's binary (/run/venv/bin/sockproxy) and
-    policy (policies/default.yaml), and a drop-in sending the output to
-    /run/sockproxy.log (there is no journal here). Nothing else."""
-    _ensure_accounts()
-    directory = Path(short_tmpdir("spu-"))
-    run, units = directory / "run", directory / "units"
-    run.mkdir(mode=0o755)
-    units.mkdir()
-    _system_venv(run)
-    service = (UNITS / "sockproxy.service").read_text()
-    service = service.replace("/usr/local/bin/sockproxy", "/run/venv/bin/sockproxy")
-    service = service.replace("/etc/sockproxy/policy.yaml", str(REPO / "policies" / "default.yaml"))
-    (units / "sockproxy.service").write_text(service)
-    shutil.copy(UNITS / "sockproxy.socket", units / "sockproxy.socket")
-    (units / "sockproxy.service.d").mkdir()
-    (units / "sockproxy.service.d" / "test-log.conf").write_text(
-        "[Service]\nStandardOutput=append:/run/sockproxy.log\nStandardError=inherit\n"
-    )
+    def __init__(self, fifo: Path, log: Path, owner: pwd.struct_passwd | None) -> None:
+        os.mkfifo(fifo, 0o600)
+        if owner is not None:
+            os.chown(fifo, owner.pw_uid, owner.pw_gid)
+        self._fd = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)  # never at EOF
+        self._log = log
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._copy, name="kmsg", daemon=True)
+        self._thread.start()
+
+    def _copy(self) -> None:
+        with self._log.open("ab", buffering=0) as out:
+            while not self._stop.is_set():
+                if select.select([self._fd], [], [], 0.1)[0]:
+                    with contextlib.suppress(BlockingIOError):
+                        out.write(os.read(self._fd, 65536))
+            with contextlib.suppress(BlockingIOError):
+                out.write(os.read(self._fd, 65536))
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        os.close(self._fd)
+
+
+@contextlib.contextmanager
+def _run_manager(
+    engine: engines.Engine,
+    directory: Path,
+    *,
+    engine_at: str,
+    runtime: str = "/run",
+    user: pwd.struct_passwd | None = None,
+    home: str = "/root",
+) -> Iterator[Manager]:
+    """A manager for the units in `directory`/units, with the engine's socket on
+    `engine_at`, $XDG_RUNTIME_DIR `runtime` and $HOME `home` (paths in its /run), as
+    root or as `user`; stopped (SIGTERM: it stops its units and exits) afterwards."""
+    run, units, log = directory / "run", directory / "units", directory / "manager.log"
     (units / "sockproxy-test.target").write_text("[Unit]\nDescription=an idle start\n")
-    (run / "docker.sock").touch()  # the mount point for the engine's socket
-    log = directory / "manager.log"
+    (units / "podman.socket").symlink_to("/dev/null")  # masked: the engine is the test's
+    target = run / os.path.relpath(engine_at, "/run")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.touch()  # the mount point for the engine's socket
     log.touch()
+    kmsg = directory / "kmsg"
     env = {
         "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        "XDG_RUNTIME_DIR": "/run",
+        "XDG_RUNTIME_DIR": runtime,
+        "HOME": home,
         "SYSTEMD_UNIT_PATH": f"{units}:",  # ours first, then systemd's (exit.target and co.)
         "LANG": "C.UTF-8",
     }
+    command = [SYSTEMD, "--user", "--unit=sockproxy-test.target", "--log-target=kmsg"]
+    as_user: list[str] = []
     with contextlib.ExitStack() as stack:
-        stack.callback(shutil.rmtree, directory, ignore_errors=True)
-        stack.enter_context(_group_access(engine.socket, "docker"))
         cgroup = _own_cgroup("sockproxy-test-")
         stack.callback(_remove_cgroup, cgroup)
+        stack.callback(_Kmsg(kmsg, log, user).close)
+        if user is not None:  # a cgroup delegated to the user
+            for path in (cgroup, *(cgroup / name for name in ("cgroup.procs", "cgroup.threads",
+                         "cgroup.subtree_control"))):  # fmt: skip
+                os.chown(path, user.pw_uid, user.pw_gid)
+            as_user = [
+                "setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--init-groups", "--"
+            ]  # fmt: skip
+            command = [*as_user, *command]
         namespaces = ["unshare", "--cgroup", "--mount", "--propagation", "private"]
         ours = [os.readlink(f"/proc/self/ns/{kind}") for kind in ("mnt", "cgroup")]
+        boot = [BOOT, str(run), engine.socket, engine_at, str(kmsg), *ours]
         with log.open("ab") as out:
             proc = subprocess.Popen(
-                [*namespaces, "sh", "-ec", BOOT, str(run), engine.socket, str(log), SYSTEMD, *ours],
+                [*namespaces, "sh", "-ec", *boot, *command],
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
@@ -369,12 +446,57 @@ def manager(engine: engines.Engine) -> Iterator[Manager]:
                 preexec_fn=lambda: (cgroup / "cgroup.procs").write_text(str(os.getpid())),
             )
         stack.callback(_stop_manager, proc)
-        found = Manager(run, proc, log)
+        found = Manager(run, run / os.path.relpath(runtime, "/run"), proc, log, as_user)
         deadline = time.monotonic() + 30
         while found.systemctl("show", "-p", "Version").returncode:
             assert proc.poll() is None, f"the manager exited {proc.returncode}\n{found.logs()}"
             assert time.monotonic() < deadline, found.logs()
             time.sleep(0.1)
+        yield found
+
+
+def _installed_for_test(unit: Path, copy: Path, replacements: dict[str, str]) -> None:
+    text = unit.read_text()
+    for old, new in replacements.items():
+        assert old in text, f"{unit.name} no longer names {old}"
+        text = text.replace(old, new)
+    copy.write_text(text)
+
+
+def _log_drop_in(units: Path, log: str) -> None:
+    """The service's output in `log`: there is no journal here."""
+    (units / "sockproxy.service.d").mkdir()
+    (units / "sockproxy.service.d" / "test-log.conf").write_text(
+        f"[Service]\nStandardOutput=append:{log}\nStandardError=inherit\n"
+    )
+
+
+@pytest.fixture
+def manager(engine: engines.Engine) -> Iterator[Manager]:
+    """The shipped system units, run by systemd as root in front of `engine`.
+
+    Changed from the shipped files: ExecStart's binary (/run/venv/bin/sockproxy) and
+    policy (policies/default.yaml), and the log drop-in. Nothing else."""
+    _ensure_accounts()
+    directory = Path(short_tmpdir("spu-"))
+    run, units = directory / "run", directory / "units"
+    run.mkdir(mode=0o755)
+    units.mkdir()
+    with contextlib.ExitStack() as stack:
+        stack.callback(shutil.rmtree, directory, ignore_errors=True)
+        _system_venv(run)
+        _installed_for_test(
+            UNITS / "sockproxy.service",
+            units / "sockproxy.service",
+            {
+                "/usr/local/bin/sockproxy": "/run/venv/bin/sockproxy",
+                "/etc/sockproxy/policy.yaml": str(REPO / "policies" / "default.yaml"),
+            },
+        )
+        shutil.copy(UNITS / "sockproxy.socket", units / "sockproxy.socket")
+        _log_drop_in(units, "/run/sockproxy.log")
+        stack.enter_context(_group_access(engine.socket, "docker"))
+        found = stack.enter_context(_run_manager(engine, directory, engine_at="/run/docker.sock"))
         # A user manager's notify socket is its user's alone; PID 1's is 0777.
         (run / "systemd" / "notify").chmod(0o777)
         res = found.systemctl("start", "sockproxy.socket")
@@ -383,6 +505,73 @@ def manager(engine: engines.Engine) -> Iterator[Manager]:
         res = found.systemctl("stop", "sockproxy.socket", "sockproxy.service")
         assert res.returncode == 0, describe(res) + found.logs()
         assert not (run / "sockproxy" / "docker.sock").exists(), "RemoveOnStop= left the socket"
+
+
+def _ensure_developer() -> pwd.struct_passwd:
+    """The workstation user: a member of the group of the engine's socket, which
+    stands in for their own rootless Podman's."""
+    if subprocess.run(["getent", "passwd", DEVELOPER], capture_output=True).returncode:
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--groups", "docker", DEVELOPER],
+            check=True,
+        )
+    subprocess.run(["usermod", "--append", "--groups", "docker", DEVELOPER], check=True)
+    return pwd.getpwnam(DEVELOPER)
+
+
+@pytest.fixture
+def user_manager(engine: engines.Engine) -> Iterator[Manager]:
+    """The shipped user units, run by the developer's own systemd in front of `engine`,
+    installed as docs/systemd.md says (~/.local/bin/sockproxy, the workstation policy in
+    ~/.config/sockproxy, the units unchanged) plus the log drop-in."""
+    _ensure_accounts()
+    developer = _ensure_developer()
+    directory = Path(short_tmpdir("spv-"))
+    directory.chmod(0o755)  # the units are read by the developer's manager
+    run, units = directory / "run", directory / "units"
+    runtime, home = f"/run/user/{developer.pw_uid}", "/run/home"
+    run.mkdir(mode=0o755)
+    units.mkdir()
+
+    def owned(path: Path) -> Path:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for below in [path, *path.rglob("*")]:
+            os.chown(below, developer.pw_uid, developer.pw_gid, follow_symlinks=False)
+        return path
+
+    with contextlib.ExitStack() as stack:
+        stack.callback(shutil.rmtree, directory, ignore_errors=True)
+        _system_venv(run)
+        here = owned(run / "home")
+        _script(here / ".local" / "bin" / "sockproxy")
+        config = here / ".config" / "sockproxy"
+        config.mkdir(parents=True)
+        for name in ("default.yaml", "workstation.yaml"):
+            shutil.copy(REPO / "policies" / name, config / name)
+        (config / "policy.yaml").symlink_to("workstation.yaml")
+        owned(here)
+        (run / os.path.relpath(runtime, "/run") / "podman").mkdir(parents=True)
+        owned(run / os.path.relpath(runtime, "/run"))
+        for name in ("sockproxy.socket", "sockproxy.service"):
+            shutil.copy(UNITS / "user" / name, units / name)
+        _log_drop_in(units, "%t/sockproxy.log")
+        stack.enter_context(_group_access(engine.socket, "docker"))
+        found = stack.enter_context(
+            _run_manager(
+                engine,
+                directory,
+                engine_at=f"{runtime}/podman/podman.sock",
+                runtime=runtime,
+                user=developer,
+                home=home,
+            )
+        )
+        res = found.systemctl("start", "sockproxy.socket")
+        assert res.returncode == 0, describe(res) + found.logs()
+        yield found
+        res = found.systemctl("stop", "sockproxy.socket", "sockproxy.service")
+        assert res.returncode == 0, describe(res) + found.logs()
+        assert not (found.runtime / "sockproxy" / "docker.sock").exists()
 
 
 def _stop_manager(proc: subprocess.Popen[bytes]) -> None:
@@ -449,3 +638,36 @@ def test_the_shipped_units_run_sockproxy_hardened_under_systemd(
     docker.ok("ps")  # queued on the socket while sockproxy starts
     assert manager.show("sockproxy.service", "ActiveState") == "active"
     assert int(manager.show("sockproxy.service", "MainPID")) != pid
+
+
+def test_the_user_units_run_sockproxy_for_a_developer_under_their_own_systemd(
+    user_manager: Manager, tmp_path: Path
+) -> None:
+    developer = pwd.getpwnam(DEVELOPER)
+    sock = user_manager.runtime / "sockproxy" / "docker.sock"
+    info = os.stat(sock)
+    assert (info.st_mode & 0o777, info.st_uid) == (0o600, developer.pw_uid)
+    assert user_manager.show("sockproxy.service", "ActiveState") == "inactive"
+    docker = DockerCLI(str(sock), str(tmp_path / "cli"))
+    assert docker.ok("version", "--format", "{{.Server.Version}}").strip()
+    assert user_manager.show("sockproxy.service", "ActiveState") == "active"
+
+    pid = int(user_manager.show("sockproxy.service", "MainPID"))
+    status = _status(pid)
+    assert status["Uid"].split() == [str(developer.pw_uid)] * 4, status["Uid"]
+    assert status["NoNewPrivs"] == "1"
+    assert status["Seccomp"] == "2"
+    assert int(status["CapEff"], 16) == 0
+    own_mounts = os.readlink(f"/proc/{pid}/ns/mnt") != os.readlink(
+        f"/proc/{user_manager.proc.pid}/ns/mnt"
+    )
+    assert own_mounts, "no mount namespace of its own: ProtectSystem=/PrivateTmp= not applied"
+
+    assert docker.ok("run", "--rm", IMAGE, "echo", "workstation").strip() == "workstation"
+    res = docker("run", "--rm", "--privileged", IMAGE, "true")
+    assert res.returncode != 0, describe(res)
+    assert "(rule no-privileged, policy workstation)" in res.stderr, describe(res)
+
+    res = user_manager.systemctl("stop", "sockproxy.service")
+    assert res.returncode == 0, describe(res) + user_manager.logs()
+    assert sock.exists(), "stopping sockproxy removed the socket systemd owns"
