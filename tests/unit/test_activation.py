@@ -30,15 +30,20 @@ print(json.dumps({"found": found, "left": left}))
 
 
 def _child(socks: list[socket.socket], pid: str, **env: str) -> dict[str, object]:
+    """Run CHILD with `socks` on fds 3, 4, ... and `env` added."""
+    return _child_fds([sock.fileno() for sock in socks], pid, **env)
+
+
+def _child_fds(fds: list[int], pid: str, **env: str) -> dict[str, object]:
     def place() -> None:
-        for index, sock in enumerate(socks):
-            os.dup2(sock.fileno(), 3 + index)
+        for index, fd in enumerate(fds):
+            os.dup2(fd, 3 + index)
 
     result = subprocess.run(
         [sys.executable, "-c", CHILD, pid],
         env={**os.environ, **env},
         preexec_fn=place,
-        pass_fds=tuple(range(3, 3 + len(socks))) if socks else (),
+        pass_fds=tuple(range(3, 3 + len(fds))),
         capture_output=True,
         text=True,
         check=True,
@@ -118,3 +123,30 @@ def test_notify_reaches_an_abstract_notify_socket(monkeypatch: pytest.MonkeyPatc
         monkeypatch.setenv("NOTIFY_SOCKET", "@" + name)
         activation.notify("STOPPING=1")
         assert receiver.recv(100) == b"STOPPING=1"
+
+
+def test_a_descriptor_that_is_not_a_socket_is_refused(tmp_path: Path) -> None:
+    with open(tmp_path / "file", "wb") as file:
+        out = _child_fds([file.fileno()], "self", LISTEN_FDS="1", LISTEN_FDNAMES="docker")
+    assert out["found"] == "systemd socket docker (fd 3): Socket operation on non-socket"
+
+
+def test_a_count_that_is_not_a_number_is_refused(listening: socket.socket) -> None:
+    out = _child([listening], "self", LISTEN_FDS="one")
+    assert out == {"found": "LISTEN_FDS='one' is not a number", "left": []}
+    listening.close()
+
+
+def test_without_listen_fds_nothing_is_inherited() -> None:
+    environ = {"LISTEN_PID": str(os.getpid()), "LISTEN_FDNAMES": "docker"}
+    assert activation.inherited(environ) == []
+    assert environ == {}
+
+
+def test_notify_without_notify_socket_sends_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_socket(*args: object, **kwargs: object) -> None:
+        raise AssertionError("notify opened a socket with NOTIFY_SOCKET unset")
+
+    monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
+    monkeypatch.setattr(activation.socket, "socket", no_socket)
+    activation.notify("READY=1")
