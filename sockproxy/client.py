@@ -464,7 +464,10 @@ class ClientSide(asyncio.Protocol):
                 body = exchange.inspected_body
                 if body is not None and exchange.head.framing is Framing.CHUNKED:
                     body = dechunk(body)
-                fenced = await fence.fence(self.server.engine_client, owner, route, request, body)
+                kind = self.policy.context.engine if self.policy else ""
+                fenced = await fence.fence(
+                    self.server.engine_client, owner, route, request, body, kind
+                )
                 if fenced.target is not None or fenced.body is not None:
                     self._send_instead(exchange, body=fenced.body, target=fenced.target)
                 container = fenced.object_id or container

@@ -117,7 +117,12 @@ def _joins_container(query: str) -> bool:
 
 
 async def fence(
-    engine: EngineClient, owner: str, route: Route, request: Request, body: bytes | None
+    engine: EngineClient,
+    owner: str,
+    route: Route,
+    request: Request,
+    body: bytes | None,
+    engine_kind: str = "",
 ) -> Fenced:
     """Check a request against ``owner``'s objects; what to forward, or raise
     ``NotFound`` / ``Unavailable``."""
@@ -141,7 +146,10 @@ async def fence(
             f"to isolated clients (rule {RULE})"
         )
     if operation in FILTERED:
-        query = _filtered_query(route.query, owner, own_labels=operation != "system.events")
+        # Docker ANDs the label filters of events (daemon/events/filter.go), so the
+        # client's may stay (docker compose watches by label); Podman ORs them.
+        own_labels = operation != "system.events" or engine_kind == "docker"
+        query = _filtered_query(route.query, owner, own_labels=own_labels)
         return Fenced(target=_target(route, route.path, query))
     if operation == "container.create":
         return Fenced(body=await _container_create(objects, request, body))

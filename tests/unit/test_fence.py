@@ -342,6 +342,25 @@ async def test_events_take_no_label_filters_of_the_clients(
         assert _filters(fenced.target.split("?", 1)[1])["label"][-1] == f"{OWNER_LABEL}={ME}"
 
 
+async def test_on_docker_events_keep_the_clients_label_filters() -> None:
+    """Docker ANDs them (daemon/events/filter.go): docker compose watches by label."""
+    route = classify("GET", "/v1.41/events?" + _quoted({"label": ["com.docker.compose.project=x"]}))
+    engine: Any = FakeEngine(dict(ENGINE))
+    for kind in ("podman", ""):  # Podman, or an engine that didn't say: refused
+        with pytest.raises(Unavailable):
+            await fence.fence(
+                engine, ME, route, Request(route.operation, route.section), None, kind
+            )
+    fenced = await fence.fence(
+        engine, ME, route, Request(route.operation, route.section), None, "docker"
+    )
+    assert fenced.target is not None
+    assert _filters(fenced.target.split("?", 1)[1])["label"] == [
+        "com.docker.compose.project=x",
+        f"{OWNER_LABEL}={ME}",
+    ]
+
+
 async def test_listings_keep_their_label_filters_which_the_engines_and() -> None:
     fenced = await _fence("GET", "/v1.41/containers/json?" + _quoted({"label": ["a=b"]}))
     assert fenced.target is not None
