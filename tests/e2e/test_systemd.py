@@ -260,10 +260,29 @@ def _system_venv(run: Path) -> None:
     purelib = subprocess.run(
         [str(venv / "bin" / "python"), "-c", where], capture_output=True, text=True, check=True
     ).stdout.strip()
-    checkout = sysconfig.get_path("purelib")  # this venv's: the editable sockproxy and its deps
-    Path(purelib, "sockproxy-checkout.pth").write_text(
-        f"import site; site.addsitedir({checkout!r})\n"
+    # A copy of what sockproxy imports (its own package and the venv's packages it
+    # uses): the checkout may sit under /tmp, which PrivateTmp= hides from the service.
+    probe = (
+        "import sys, sockproxy.cli, sockproxy.service, uvloop\n"
+        "print(*(m.__file__ for m in list(sys.modules.values()) if getattr(m, '__file__', None)))"
     )
+    files = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=REPO
+    ).stdout.split()
+    roots = {sysconfig.get_path("purelib"), sysconfig.get_path("platlib"), str(REPO)}
+    tops = {
+        (root, file[len(root) + 1 :].split("/")[0])
+        for file in files
+        for root in roots
+        if file.startswith(root + "/")
+    }
+    for root, top in sorted(tops):
+        for name in (top, f"{top}.libs"):
+            source = Path(root, name)
+            if source.is_dir():
+                shutil.copytree(source, Path(purelib, name), dirs_exist_ok=True)
+            elif source.is_file():
+                shutil.copy2(source, Path(purelib, name))
     _script(venv / "bin" / "sockproxy")
 
 
@@ -476,7 +495,7 @@ def manager(engine: engines.Engine) -> Iterator[Manager]:
     """The shipped system units, run by systemd as root in front of `engine`.
 
     Changed from the shipped files: ExecStart's binary (/run/venv/bin/sockproxy) and
-    policy (policies/default.yaml), and the log drop-in. Nothing else."""
+    policy (a copy of policies/default.yaml), and the log drop-in. Nothing else."""
     _ensure_accounts()
     directory = Path(short_tmpdir("spu-"))
     run, units = directory / "run", directory / "units"
@@ -485,12 +504,16 @@ def manager(engine: engines.Engine) -> Iterator[Manager]:
     with contextlib.ExitStack() as stack:
         stack.callback(shutil.rmtree, directory, ignore_errors=True)
         _system_venv(run)
+        # A copy the service can read: the checkout may sit under /tmp (PrivateTmp=).
+        etc = run / "etc-sockproxy"
+        etc.mkdir(mode=0o755)
+        shutil.copy(REPO / "policies" / "default.yaml", etc / "policy.yaml")
         _installed_for_test(
             UNITS / "sockproxy.service",
             units / "sockproxy.service",
             {
                 "/usr/local/bin/sockproxy": "/run/venv/bin/sockproxy",
-                "/etc/sockproxy/policy.yaml": str(REPO / "policies" / "default.yaml"),
+                "/etc/sockproxy/policy.yaml": "/run/etc-sockproxy/policy.yaml",
             },
         )
         shutil.copy(UNITS / "sockproxy.socket", units / "sockproxy.socket")
